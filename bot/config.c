@@ -1,0 +1,185 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ENV_LINE_MAX 8192
+
+int config_parse_int(const char *s, long long min, long long max, long long *ret)
+{
+    char *end;
+    long long v;
+
+    if (!s || !*s || isspace((unsigned char)*s))
+        return -EINVAL;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+int config_parse_duration(const char *s, long long *ret)
+{
+    static const struct {
+        char unit;
+        long long seconds;
+    } units[] = {{'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}, {'w', 7 * 86400}};
+    char num[32];
+    size_t n;
+    long long v, mult = 86400;
+
+    if (!s)
+        return -EINVAL;
+    n = strlen(s);
+    if (n == 0 || n >= sizeof(num))
+        return -EINVAL;
+    memcpy(num, s, n + 1);
+    if (isalpha((unsigned char)num[n - 1])) {
+        size_t i;
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            if (tolower((unsigned char)num[n - 1]) == units[i].unit)
+                break;
+        if (i == sizeof(units) / sizeof(units[0]))
+            return -EINVAL;
+        mult = units[i].seconds;
+        num[n - 1] = '\0';
+    }
+    if (config_parse_int(num, 1, 10LL * 366 * 86400, &v) < 0)
+        return -EINVAL;
+    if (v > 10LL * 366 * 86400 / mult)
+        return -EINVAL;
+    *ret = v * mult;
+    return 0;
+}
+
+static char *unquote(char *v)
+{
+    size_t n = strlen(v);
+
+    if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) {
+        v[n - 1] = '\0';
+        return v + 1;
+    }
+    return v;
+}
+
+int config_load_env_file(const char *path, char *err, size_t errlen)
+{
+    char line[ENV_LINE_MAX];
+    FILE *f;
+    int lineno = 0, r = 0;
+
+    f = fopen(path, "re");
+    if (!f) {
+        r = -errno;
+        snprintf(err, errlen, "cannot read env file %s: %s", path, strerror(errno));
+        return r;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char *p = line, *eq, *key, *val;
+        size_t n = strlen(line);
+
+        lineno++;
+        if (n == sizeof(line) - 1 && line[n - 1] != '\n') {
+            snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+                     ENV_LINE_MAX - 2);
+            r = -EINVAL;
+            goto out;
+        }
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p || *p == '#')
+            continue;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        eq = strchr(p, '=');
+        if (!eq || eq == p) {
+            snprintf(err, errlen, "%s:%d: expected KEY=VALUE", path, lineno);
+            r = -EINVAL;
+            goto out;
+        }
+        *eq = '\0';
+        key = p;
+        for (char *k = key; *k; k++) {
+            if (!(isalnum((unsigned char)*k) || *k == '_')) {
+                snprintf(err, errlen, "%s:%d: invalid variable name", path, lineno);
+                r = -EINVAL;
+                goto out;
+            }
+        }
+        val = unquote(eq + 1);
+        if (setenv(key, val, 0) < 0) {
+            r = -errno;
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, strerror(errno));
+            goto out;
+        }
+    }
+    if (ferror(f)) {
+        r = -EIO;
+        snprintf(err, errlen, "cannot read env file %s", path);
+    }
+out:
+    fclose(f);
+    return r;
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
+{
+    const char *v;
+    long long n;
+
+    memset(cfg, 0, sizeof(*cfg));
+
+    v = env("RIVET_LOG_LEVEL");
+    cfg->log_level = LOG_INFO;
+    if (v && log_level_parse(v, &cfg->log_level) < 0) {
+        snprintf(err, errlen, "RIVET_LOG_LEVEL must be one of debug, info, warn, error, off");
+        return -EINVAL;
+    }
+
+    cfg->statement_timeout_ms = 5000;
+    v = env("RIVET_STATEMENT_TIMEOUT_MS");
+    if (v) {
+        if (config_parse_int(v, 100, 600000, &n) < 0) {
+            snprintf(err, errlen,
+                     "RIVET_STATEMENT_TIMEOUT_MS must be a number of milliseconds, 100 to 600000");
+            return -EINVAL;
+        }
+        cfg->statement_timeout_ms = (int)n;
+    }
+
+    cfg->database_url = env("DATABASE_URL");
+    if (need_db && !cfg->database_url) {
+        snprintf(err, errlen, "DATABASE_URL is not set (a libpq connection string, e.g. "
+                              "postgresql://rivet@localhost/rivet)");
+        return -EINVAL;
+    }
+    if (cfg->database_url) {
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(cfg->database_url, &perr);
+        if (!opts) {
+            /* libpq's message may quote the string, which can hold a password:
+             * name the setting only. */
+            snprintf(err, errlen,
+                     "DATABASE_URL is not a valid libpq connection string or URI");
+            PQfreemem(perr);
+            return -EINVAL;
+        }
+        PQconninfoFree(opts);
+    }
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* Rivet's settings, read from the environment (and an optional env file).
+ * Every setting is listed, with its default, in the README's table. */
+#ifndef RIVET_CONFIG_H
+#define RIVET_CONFIG_H
+
+#include "log.h"
+
+#include <stddef.h>
+
+struct config {
+    const char *database_url;  /* DATABASE_URL: libpq conninfo or URI; required */
+    enum log_level log_level;  /* RIVET_LOG_LEVEL */
+    int statement_timeout_ms;  /* RIVET_STATEMENT_TIMEOUT_MS */
+};
+
+/* Reads KEY=VALUE lines from path into the environment. Blank lines and
+ * lines starting with # are skipped; "export " before a key is allowed;
+ * a value may be wrapped in single or double quotes. Variables already set
+ * in the environment win over the file. Returns 0, or -errno with a one-line
+ * explanation (naming the file and line) in err. */
+int config_load_env_file(const char *path, char *err, size_t errlen);
+
+/* Fills cfg from the environment. need_db: DATABASE_URL must be set.
+ * Returns 0, or -EINVAL with one line naming the setting in err. The strings
+ * in cfg point into the environment. */
+int config_load(struct config *cfg, int need_db, char *err, size_t errlen);
+
+/* Parses a duration such as "7d", "12h", "30m", "90s" (a bare number is
+ * days), 1 second to 10 years. Returns 0 and seconds in *ret, or -EINVAL. */
+int config_parse_duration(const char *s, long long *ret);
+
+/* Parses a decimal integer in [min, max] with nothing after it.
+ * Returns 0 and *ret, or -EINVAL. */
+int config_parse_int(const char *s, long long min, long long max, long long *ret);
+
+#endif

@@ -1,0 +1,205 @@
+/* The console channel: `rivet chat` reads one message per line from standard
+ * input and prints Rivet's replies, through the same handlers as Telegram
+ * and WhatsApp. Piped input works, so scripts and tests can hold a
+ * conversation. */
+#include "rivet.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "db.h"
+#include "handlers.h"
+#include "log.h"
+#include "text.h"
+
+/* A line longer than this is cut here (and then refused as too long by the
+ * handlers); the rest of it is read and dropped. */
+#define CONSOLE_LINE_MAX (64 * 1024)
+
+static const char chat_usage[] =
+    "Usage: rivet chat [--factory NAME] [--user NAME] [--echo]\n"
+    "\n"
+    "Talk to Rivet in this terminal: one message per line, replies printed below.\n"
+    "Reads standard input to its end, so a conversation can be piped in.\n"
+    "\n"
+    "  --factory NAME  the factory whose admin you speak as (default: demo;\n"
+    "                  created when missing)\n"
+    "  --user NAME     speak as console user NAME instead: a member, or a stranger\n"
+    "                  who can join with '/start CODE'\n"
+    "  --echo          print each message before its replies (for transcripts)\n";
+
+/* Reads one line into buf (size CONSOLE_LINE_MAX + 1) without its newline.
+ * Returns its length (bytes kept), or -1 at end of input. */
+static long read_line(FILE *in, char *buf)
+{
+    size_t n = 0;
+    int c, any = 0;
+
+    while ((c = getc(in)) != EOF) {
+        any = 1;
+        if (c == '\n')
+            break;
+        if (n < CONSOLE_LINE_MAX)
+            buf[n++] = (char)c;
+    }
+    if (!any)
+        return -1;
+    if (n > 0 && buf[n - 1] == '\r')
+        n--;
+    buf[n] = '\0';
+    return (long)n;
+}
+
+/* One message, in one transaction: the handler's changes and its replies
+ * stand or fall together. */
+static void converse(struct db *db, const struct msg *m, int echo)
+{
+    struct arena *a = NULL;
+    struct replies out;
+    int r;
+
+    if (echo)
+        printf("> %.*s\n", (int)m->text_len, m->text);
+    if (arena_new(&a) < 0) {
+        printf("Sorry, Rivet is out of memory.\n\n");
+        return;
+    }
+    replies_init(&out);
+    r = db_begin(db);
+    if (r == 0) {
+        r = handle_message(db, a, m, &out);
+        if (r == 0)
+            r = db_commit(db);
+        else
+            db_rollback(db);
+    }
+    if (r < 0) {
+        log_error("chat.db_error", "err=%s detail=%s", strerror(-r), db_errmsg(db));
+        if (out.n == 0)
+            printf("Sorry, Rivet could not reach its database just now. Nothing was changed; "
+                   "please try again in a minute.\n\n");
+    }
+    for (struct reply *rep = out.head; rep; rep = rep->next)
+        printf("%s\n\n", rep->text);
+    fflush(stdout);
+    arena_free(a);
+}
+
+/* Finds the factory's console admin, creating both when missing. */
+static int console_admin(struct db *db, struct arena *a, const char *factory, char *ext_id,
+                         size_t n)
+{
+    struct factory f;
+    struct user u;
+    int r;
+
+    r = db_factory_ensure(db, a, factory, &f);
+    if (r == -EINVAL) {
+        fprintf(stderr, "rivet chat: --factory must name a factory with a letter or digit\n");
+        return EXIT_USAGE;
+    }
+    if (r < 0) {
+        fprintf(stderr, "rivet: cannot open factory %s: %s\n", factory, db_errmsg(db));
+        return 1;
+    }
+    snprintf(ext_id, n, "admin@%s", f.slug);
+    r = db_user_by_identity(db, a, CHANNEL_CONSOLE, ext_id, &u);
+    if (r == -ENOENT)
+        r = db_user_create(db, a, f.id, CHANNEL_CONSOLE, ext_id, "Admin", "admin", &u);
+    if (r < 0) {
+        fprintf(stderr, "rivet: cannot set up the console user: %s\n", db_errmsg(db));
+        return 1;
+    }
+    return 0;
+}
+
+int cmd_chat(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"factory", required_argument, NULL, 'f'},
+        {"user", required_argument, NULL, 'u'},
+        {"echo", no_argument, NULL, 'E'},
+        {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *factory = "demo", *user = NULL;
+    char ext_id[128], *line = NULL;
+    struct arena *a = NULL;
+    struct config cfg;
+    struct db *db = NULL;
+    int c, echo = 0, tty, r;
+    long len;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            factory = optarg;
+            break;
+        case 'u':
+            user = optarg;
+            break;
+        case 'E':
+            echo = 1;
+            break;
+        case 'h':
+            fputs(chat_usage, stdout);
+            return 0;
+        default:
+            return usage_error("chat", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return usage_error("chat", "unexpected argument");
+    if (user && (!*user || strlen(user) > 100 || !utf8_valid(user, strlen(user)) ||
+                 text_has_control(user, strlen(user))))
+        return usage_error("chat", "--user must be 1 to 100 bytes of text");
+
+    r = rivet_open_db(&cfg, 1, &db);
+    if (r)
+        return r;
+    if (arena_new(&a) < 0 || !(line = malloc(CONSOLE_LINE_MAX + 1))) {
+        r = 1;
+        goto out;
+    }
+    if (user) {
+        snprintf(ext_id, sizeof(ext_id), "%s", user);
+    } else {
+        r = console_admin(db, a, factory, ext_id, sizeof(ext_id));
+        if (r)
+            goto out;
+    }
+
+    tty = isatty(STDIN_FILENO);
+    if (tty)
+        printf("Rivet console chat: speaking as %s. Type /help; Ctrl-D quits.\n\n",
+               user ? user : ext_id);
+    for (;;) {
+        struct msg m;
+
+        if (tty) {
+            printf("› ");
+            fflush(stdout);
+        }
+        len = read_line(stdin, line);
+        if (len < 0)
+            break;
+        m = (struct msg){.channel = CHANNEL_CONSOLE,
+                         .sender_id = ext_id,
+                         .sender_name = user ? user : "Admin",
+                         .text = line,
+                         .text_len = (size_t)len};
+        converse(db, &m, echo);
+    }
+    r = 0;
+out:
+    free(line);
+    arena_free(a);
+    db_close(db);
+    return r;
+}

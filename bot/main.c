@@ -1,0 +1,255 @@
+/* rivet: the command line. */
+#include "rivet.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <microhttpd.h>
+#include <mosquitto.h>
+#include <openssl/crypto.h>
+#include <pcre2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "llm.h"
+#include "log.h"
+#include "migrate.h"
+#include "ocr.h"
+#include "rivet_config.h"
+
+static const char main_usage[] =
+    "Usage: rivet [--env-file FILE] COMMAND [OPTIONS]\n"
+    "\n"
+    "Rivet, the maintenance chat bot: equipment, work orders and plant alarms\n"
+    "for technicians on Telegram, WhatsApp and the console.\n"
+    "\n"
+    "Commands:\n"
+    "  chat      talk to Rivet in this terminal (the console channel)\n"
+    "  serve     run the server (for now: migrate and wait for a signal)\n"
+    "  migrate   apply database migrations\n"
+    "  factory   create and list factories\n"
+    "  invite    create invite codes\n"
+    "  version   print versions\n"
+    "\n"
+    "Options:\n"
+    "  --env-file FILE  read KEY=VALUE settings from FILE (the environment wins)\n"
+    "  -h, --help       this help; 'rivet COMMAND --help' for a command\n"
+    "\n"
+    "Settings come from the environment: DATABASE_URL, RIVET_LOG_LEVEL,\n"
+    "RIVET_STATEMENT_TIMEOUT_MS. See the README for all of them.\n";
+
+int usage_error(const char *cmd, const char *msg)
+{
+    fprintf(stderr, "rivet %s: %s\nTry 'rivet %s --help'.\n", cmd, msg, cmd);
+    return EXIT_USAGE;
+}
+
+/* Runs the migrations and says what went wrong, once. Returns 0 or 1. */
+static int run_migrations(struct db *db, struct migrate_report *rep)
+{
+    int r = migrate_run(db, migrations, n_migrations, rep);
+
+    if (r == -EBADMSG) {
+        fprintf(stderr,
+                "rivet: migration %s was changed after it was applied (its checksum differs). "
+                "Restore the original file and put the change in a new migration.\n",
+                rep->failed);
+        return 1;
+    }
+    if (r < 0) {
+        fprintf(stderr, "rivet: migration %s failed: %s\n",
+                rep->failed[0] ? rep->failed : "set-up", db_errmsg(db));
+        return 1;
+    }
+    if (rep->applied)
+        log_info("migrate.done", "applied=%d version=%d", rep->applied, rep->current);
+    if (rep->unknown_version)
+        log_warn("migrate.newer_schema",
+                 "version=%d known=%d msg=\"the database was migrated by a newer rivet\"",
+                 rep->unknown_version, rep->current);
+    return 0;
+}
+
+int rivet_open_db(struct config *cfg, int migrate, struct db **ret)
+{
+    struct migrate_report rep;
+    struct db *db = NULL;
+    char err[256], *dberr = NULL;
+    int r;
+
+    if (config_load(cfg, 1, err, sizeof(err)) < 0) {
+        fprintf(stderr, "rivet: %s\n", err);
+        return EXIT_USAGE;
+    }
+    log_threshold = cfg->log_level;
+    r = db_connect(cfg->database_url, cfg->statement_timeout_ms, &db, &dberr);
+    if (r < 0) {
+        fprintf(stderr, "rivet: cannot connect to the database (DATABASE_URL): %s\n",
+                dberr ? dberr : strerror(-r));
+        free(dberr);
+        return 1;
+    }
+    if (migrate && run_migrations(db, &rep)) {
+        db_close(db);
+        return 1;
+    }
+    *ret = db;
+    return 0;
+}
+
+static int help_only(const char *cmd, int argc, char **argv, const char *usage)
+{
+    static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
+    int c;
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            fputs(usage, stdout);
+            return 0;
+        }
+        return usage_error(cmd, "unknown option");
+    }
+    if (optind < argc)
+        return usage_error(cmd, "unexpected argument");
+    return -1;
+}
+
+int cmd_migrate(int argc, char **argv)
+{
+    static const char usage[] =
+        "Usage: rivet migrate\n"
+        "\n"
+        "Applies the database migrations this rivet carries (sql/NNNN_name.sql), each\n"
+        "in its own transaction, recorded in schema_migrations. Safe to run at any\n"
+        "time and from several processes at once; rivet chat and rivet serve run it\n"
+        "on start too.\n";
+    struct migrate_report rep;
+    struct config cfg;
+    struct db *db;
+    int r;
+
+    r = help_only("migrate", argc, argv, usage);
+    if (r >= 0)
+        return r;
+    r = rivet_open_db(&cfg, 0, &db);
+    if (r)
+        return r;
+    r = run_migrations(db, &rep);
+    if (r == 0)
+        printf("schema at version %d (%d applied now)\n", rep.current, rep.applied);
+    db_close(db);
+    return r;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const char usage[] =
+        "Usage: rivet serve\n"
+        "\n"
+        "Runs the server: applies migrations, then serves until SIGINT or SIGTERM.\n"
+        "The Telegram, WhatsApp, HTTP and MQTT parts join it in later releases.\n";
+    struct config cfg;
+    struct db *db;
+    sigset_t set;
+    int r, sig = 0;
+
+    r = help_only("serve", argc, argv, usage);
+    if (r >= 0)
+        return r;
+    /* Block the signals before any thread starts, then wait for them. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    r = rivet_open_db(&cfg, 1, &db);
+    if (r)
+        return r;
+    log_info("serve.ready", "version=%s", RIVET_VERSION);
+    sigwait(&set, &sig);
+    log_info("serve.stop", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    db_close(db);
+    return 0;
+}
+
+int cmd_version(int argc, char **argv)
+{
+    static const char usage[] = "Usage: rivet version\n\nPrints the versions of rivet and of "
+                                "the libraries it runs on.\n";
+    char ocr[128], pcre[32];
+    int r, pq = PQlibVersion();
+
+    r = help_only("version", argc, argv, usage);
+    if (r >= 0)
+        return r;
+    ocr_versions(ocr, sizeof(ocr));
+    pcre2_config(PCRE2_CONFIG_VERSION, pcre);
+    printf("rivet %s\n", RIVET_VERSION);
+    printf("  libpq %d.%d, %s\n", pq / 10000, pq % 100, llm_http_version());
+    printf("  jansson %s, libmosquitto %d.%d.%d, libmicrohttpd %s\n", jansson_version_str(),
+           LIBMOSQUITTO_MAJOR, LIBMOSQUITTO_MINOR, LIBMOSQUITTO_REVISION, MHD_get_version());
+    printf("  %s, pcre2 %s, %s\n", ocr, pcre, OpenSSL_version(OPENSSL_VERSION));
+    printf("  schema version %d\n", n_migrations ? migrations[n_migrations - 1].version : 0);
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+} commands[] = {
+    {"chat", cmd_chat},       {"serve", cmd_serve},   {"migrate", cmd_migrate},
+    {"factory", cmd_factory}, {"invite", cmd_invite}, {"version", cmd_version},
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"env-file", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {0},
+    };
+    char err[512];
+    int c;
+
+    /* One-time library set-up, before any thread starts. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    setenv("OMP_THREAD_LIMIT", "1", 0);
+
+    while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'e':
+            if (config_load_env_file(optarg, err, sizeof(err)) < 0) {
+                fprintf(stderr, "rivet: %s\n", err);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            fputs(main_usage, stdout);
+            return 0;
+        case 'V':
+            return cmd_version(1, argv);
+        default:
+            fputs(main_usage, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind >= argc) {
+        fputs(main_usage, stderr);
+        return EXIT_USAGE;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(argv[optind], commands[i].name) == 0)
+            return commands[i].fn(argc - optind, argv + optind);
+    if (strcmp(argv[optind], "help") == 0) {
+        fputs(main_usage, stdout);
+        return 0;
+    }
+    fprintf(stderr, "rivet: unknown command '%s'. Try 'rivet --help'.\n", argv[optind]);
+    return EXIT_USAGE;
+}

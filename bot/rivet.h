@@ -1,0 +1,27 @@
+/* The rivet executable's subcommands and what they share. */
+#ifndef RIVET_RIVET_H
+#define RIVET_RIVET_H
+
+#include "config.h"
+
+struct db;
+
+/* Exit codes: 0 done, 1 failed, 2 wrong usage or settings. */
+#define EXIT_USAGE 2
+
+/* Loads settings (DATABASE_URL required), connects, and when migrate is set
+ * applies the migrations. Prints one line on failure. Returns 0 and *ret,
+ * or an exit code. */
+int rivet_open_db(struct config *cfg, int migrate, struct db **ret);
+
+int cmd_migrate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_factory(int argc, char **argv);
+int cmd_invite(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+/* Reports a wrong argument: prints "rivet CMD: msg" and the usage hint. */
+int usage_error(const char *cmd, const char *msg);
+
+#endif

@@ -1,0 +1,267 @@
+#include "db_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+
+#define DB_MAX_PREPARED 128
+
+struct db {
+    PGconn *conn;
+    char *conninfo;
+    int statement_timeout_ms;
+    const struct db_stmt *prepared[DB_MAX_PREPARED];
+    size_t n_prepared;
+    char err[512];
+};
+
+void db_set_error(struct db *db, const char *msg)
+{
+    snprintf(db->err, sizeof(db->err), "%s", msg);
+}
+
+static void set_conn_error(struct db *db)
+{
+    const char *m = PQerrorMessage(db->conn);
+    size_t n;
+
+    snprintf(db->err, sizeof(db->err), "%s", m && *m ? m : "connection failed");
+    n = strlen(db->err);
+    while (n && (db->err[n - 1] == '\n' || db->err[n - 1] == ' '))
+        db->err[--n] = '\0';
+}
+
+/* Keeps SQLSTATE and the primary message only: the DETAIL of a unique
+ * violation quotes the value, which may be an invite code. */
+static void set_result_error(struct db *db, const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    if (!msg) {
+        set_conn_error(db);
+        return;
+    }
+    snprintf(db->err, sizeof(db->err), "%s (SQLSTATE %s)", msg, state ? state : "?");
+}
+
+static int map_result(struct db *db, const PGresult *res)
+{
+    const char *state;
+
+    if (!res) {
+        set_conn_error(db);
+        return PQstatus(db->conn) == CONNECTION_OK ? -EIO : -ECONNRESET;
+    }
+    switch (PQresultStatus(res)) {
+    case PGRES_COMMAND_OK:
+    case PGRES_TUPLES_OK:
+        return 0;
+    default:
+        break;
+    }
+    set_result_error(db, res);
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return -ECONNRESET;
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!state)
+        return -EIO;
+    if (strcmp(state, "23505") == 0)
+        return -EEXIST;
+    if (strcmp(state, "23514") == 0 || strcmp(state, "22001") == 0 ||
+        strcmp(state, "23502") == 0)
+        return -EINVAL;
+    if (strcmp(state, "23503") == 0)
+        return -ENOENT;
+    if (strcmp(state, "57014") == 0)
+        return -ETIMEDOUT;
+    if (strncmp(state, "08", 2) == 0)
+        return -ECONNRESET;
+    return -EIO;
+}
+
+/* Server notices ("relation already exists, skipping") are not errors. */
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
+static int session_setup(struct db *db)
+{
+    char sql[160];
+    int r;
+
+    /* Fuzzy search: a lower word-similarity threshold than pg_trgm's 0.6
+     * so that one or two typos in a word still match. */
+    snprintf(sql, sizeof(sql),
+             "SET statement_timeout = %d; SET pg_trgm.word_similarity_threshold = 0.45",
+             db->statement_timeout_ms);
+    r = db_exec(db, sql);
+    return r;
+}
+
+int db_connect(const char *conninfo, int statement_timeout_ms, struct db **ret, char **err_out)
+{
+    struct db *db;
+    int r;
+
+    db = calloc(1, sizeof(*db));
+    if (!db)
+        return -ENOMEM;
+    db->statement_timeout_ms = statement_timeout_ms > 0 ? statement_timeout_ms : 5000;
+    db->conninfo = strdup(conninfo);
+    if (!db->conninfo) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    db->conn = PQconnectdb(conninfo);
+    if (!db->conn) {
+        r = -ENOMEM;
+        goto fail;
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        set_conn_error(db);
+        r = -ECONNREFUSED;
+        goto fail;
+    }
+    PQsetNoticeProcessor(db->conn, quiet_notice, NULL);
+    r = session_setup(db);
+    if (r < 0)
+        goto fail;
+    *ret = db;
+    return 0;
+fail:
+    if (err_out)
+        *err_out = strdup(db->err[0] ? db->err : strerror(-r));
+    db_close(db);
+    return r;
+}
+
+void db_close(struct db *db)
+{
+    if (!db)
+        return;
+    if (db->conn)
+        PQfinish(db->conn);
+    free(db->conninfo);
+    free(db);
+}
+
+const char *db_errmsg(const struct db *db)
+{
+    return db->err;
+}
+
+/* A lost connection is reset before the next statement; statements prepared
+ * on the old one are gone with it. */
+static int ensure_connected(struct db *db)
+{
+    if (PQstatus(db->conn) == CONNECTION_OK)
+        return 0;
+    PQreset(db->conn);
+    db->n_prepared = 0;
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        set_conn_error(db);
+        return -ECONNRESET;
+    }
+    return session_setup(db);
+}
+
+int db_exec(struct db *db, const char *sql)
+{
+    PGresult *res;
+    int r;
+
+    r = ensure_connected(db);
+    if (r < 0)
+        return r;
+    res = PQexec(db->conn, sql);
+    r = map_result(db, res);
+    PQclear(res);
+    return r;
+}
+
+static int prepare(struct db *db, const struct db_stmt *st)
+{
+    PGresult *res;
+    int r;
+
+    for (size_t i = 0; i < db->n_prepared; i++)
+        if (db->prepared[i] == st)
+            return 1;
+    if (db->n_prepared == DB_MAX_PREPARED)
+        return 0; /* run it unprepared */
+    res = PQprepare(db->conn, st->name, st->sql, st->nparams, NULL);
+    r = map_result(db, res);
+    PQclear(res);
+    if (r < 0)
+        return r;
+    db->prepared[db->n_prepared++] = st;
+    return 1;
+}
+
+int db_query(struct db *db, const struct db_stmt *st, const char *const *params, PGresult **ret)
+{
+    PGresult *res;
+    int r;
+
+    r = ensure_connected(db);
+    if (r < 0)
+        return r;
+    r = prepare(db, st);
+    if (r < 0)
+        return r;
+    if (r == 1)
+        res = PQexecPrepared(db->conn, st->name, st->nparams, params, NULL, NULL, 0);
+    else
+        res = PQexecParams(db->conn, st->sql, st->nparams, NULL, params, NULL, NULL, 0);
+    r = map_result(db, res);
+    if (r < 0 || !ret) {
+        PQclear(res);
+        return r;
+    }
+    *ret = res;
+    return 0;
+}
+
+int db_begin(struct db *db)
+{
+    return db_exec(db, "BEGIN");
+}
+
+int db_commit(struct db *db)
+{
+    return db_exec(db, "COMMIT");
+}
+
+int db_rollback(struct db *db)
+{
+    if (PQstatus(db->conn) != CONNECTION_OK)
+        return 0; /* the server rolled it back when the connection dropped */
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)
+        return 0;
+    return db_exec(db, "ROLLBACK");
+}
+
+const char *db_str(struct arena *a, const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return NULL;
+    return arena_strdup(a, PQgetvalue(res, row, col));
+}
+
+int64_t db_i64(const PGresult *res, int row, int col)
+{
+    if (PQgetisnull(res, row, col))
+        return 0;
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+int db_int(const PGresult *res, int row, int col)
+{
+    return (int)db_i64(res, row, col);
+}

@@ -1,0 +1,172 @@
+/* Rivet's PostgreSQL access. One struct db per thread: it owns a PGconn and
+ * the statements prepared on it. Functions return 0 or -errno:
+ *   -ENOENT   no such row (in this factory)
+ *   -EEXIST   a unique value is taken
+ *   -EINVAL   a value the schema refuses (a CHECK constraint)
+ *   -ETIMEDOUT the statement ran past RIVET_STATEMENT_TIMEOUT_MS
+ *   -ECONNRESET the connection is gone (the next call reconnects)
+ *   -EIO      any other database error; db_errmsg() has libpq's text
+ * Nothing here logs: the caller logs db_errmsg() once.
+ *
+ * Every function that touches tenant data takes the factory id and filters
+ * by it. Strings in returned structs are owned by the arena passed in. */
+#ifndef RIVET_DB_H
+#define RIVET_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct arena;
+struct db;
+
+/* Connects with a libpq conninfo string or URI and sets the statement
+ * timeout. Returns 0 and *ret, or -errno (db_errmsg() of a failed connection
+ * is not available: *err_out, when not NULL, gets a malloc'd copy of libpq's
+ * message for the caller to log; free() it). */
+int db_connect(const char *conninfo, int statement_timeout_ms, struct db **ret, char **err_out);
+/* Closes the connection; accepts NULL. */
+void db_close(struct db *db);
+/* The last error's detail from libpq, for logs; never shown to users. */
+const char *db_errmsg(const struct db *db);
+
+int db_begin(struct db *db);
+int db_commit(struct db *db);
+/* Rolls back; safe to call when no transaction is open. */
+int db_rollback(struct db *db);
+
+/* ---- factories ---- */
+struct factory {
+    int64_t id;
+    const char *slug, *name, *timezone;
+};
+
+/* Derives a slug ("Plant North 2" -> "plant-north-2") into out (size >= 64).
+ * Returns 0, or -EINVAL when name has no letter or digit. */
+int db_slugify(const char *name, char *out, size_t n);
+
+int db_factory_create(struct db *db, struct arena *a, const char *name, struct factory *ret);
+/* Finds a factory by slug or by name (case-insensitive). */
+int db_factory_find(struct db *db, struct arena *a, const char *name, struct factory *ret);
+/* Writes one line per factory: "slug<TAB>name<TAB>users<TAB>equipment". */
+int db_factory_list_print(struct db *db, FILE *out);
+/* Finds, or creates when missing. */
+int db_factory_ensure(struct db *db, struct arena *a, const char *name, struct factory *ret);
+
+/* ---- users ---- */
+enum channel { CHANNEL_CONSOLE, CHANNEL_TELEGRAM, CHANNEL_WHATSAPP };
+
+struct user {
+    int64_t id, factory_id;
+    const char *display_name, *role, *factory_name;
+    bool active;
+};
+
+int db_user_by_identity(struct db *db, struct arena *a, enum channel ch, const char *ext_id,
+                        struct user *ret);
+int db_user_create(struct db *db, struct arena *a, int64_t factory_id, enum channel ch,
+                   const char *ext_id, const char *display_name, const char *role,
+                   struct user *ret);
+/* A member of the factory by display name (case-insensitive). -ENOENT when
+ * none; -EEXIST when two members share the name. */
+int db_user_by_name(struct db *db, struct arena *a, int64_t factory_id, const char *name,
+                    struct user *ret);
+/* The display name closest to name in the factory, or NULL. */
+const char *db_user_suggest(struct db *db, struct arena *a, int64_t factory_id, const char *name);
+
+/* ---- invites ---- */
+/* Creates an invite; code_out (size >= 16) gets its code. */
+int db_invite_create(struct db *db, int64_t factory_id, const char *role, int uses,
+                     long long expires_in_s, char *code_out, size_t n);
+/* Uses one of the invite's uses. -ENOENT when the code is unknown, used up
+ * or expired (the three look alike to the person holding the code). */
+int db_invite_redeem(struct db *db, struct arena *a, const char *code, int64_t *factory_id,
+                     const char **role);
+
+/* ---- equipment ---- */
+struct equipment {
+    int64_t id;
+    const char *number, *name, *manufacturer, *model, *serial, *location, *criticality;
+    const char *nameplate; /* JSON text */
+    const char *created_at, *created_by;
+    int open_work_orders;
+};
+
+/* Fields of an equipment record a user may set; NULL leaves one unchanged
+ * (on add: empty). */
+struct equipment_fields {
+    const char *name, *manufacturer, *model, *serial, *location, *criticality;
+};
+
+int db_equipment_add(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
+                     const struct equipment_fields *f, struct equipment *ret);
+int db_equipment_get(struct db *db, struct arena *a, int64_t factory_id, const char *number,
+                     struct equipment *ret);
+int db_equipment_update(struct db *db, struct arena *a, int64_t factory_id, const char *number,
+                        const struct equipment_fields *f, struct equipment *ret);
+/* A page of equipment, newest first; *total gets the factory's count. */
+int db_equipment_list(struct db *db, struct arena *a, int64_t factory_id, int offset, int limit,
+                      struct equipment **ret, int *n, int *total);
+/* Fuzzy search over manufacturer, model, name, serial and location, best
+ * match first. */
+int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, const char *text,
+                        int limit, struct equipment **ret, int *n);
+/* The factory's equipment number closest to number, or NULL. */
+const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory_id,
+                                 const char *number);
+
+/* ---- work orders ---- */
+struct work_order {
+    int64_t id, equipment_id;
+    const char *number, *title, *description, *status, *priority;
+    const char *equipment_number, *equipment_label;
+    const char *assignee, *created_by, *created_at, *updated_at, *completed_at, *completed_by;
+    int age_days;
+};
+
+struct wo_event {
+    const char *kind, *user, *old_value, *new_value, *created_at;
+};
+
+enum wo_filter { WO_OPEN, WO_MINE, WO_ALL, WO_STATUS };
+
+int db_wo_create(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
+                 int64_t equipment_id, const char *title, const char *priority,
+                 struct work_order *ret);
+int db_wo_get(struct db *db, struct arena *a, int64_t factory_id, const char *number,
+              struct work_order *ret);
+/* A page of work orders, highest priority first, then oldest. status is
+ * used with WO_STATUS, user_id with WO_MINE. */
+int db_wo_list(struct db *db, struct arena *a, int64_t factory_id, enum wo_filter filter,
+               const char *status, int64_t user_id, int offset, int limit,
+               struct work_order **ret, int *n, int *total);
+/* Open (not completed or cancelled) work orders of one machine. */
+int db_wo_list_equipment(struct db *db, struct arena *a, int64_t factory_id, int64_t equipment_id,
+                         int limit, struct work_order **ret, int *n);
+/* Sets the status and records it; completing records who and when,
+ * reopening clears that. -EALREADY when the status is already that. */
+int db_wo_set_status(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_id,
+                     const char *old_status, const char *status);
+int db_wo_add_note(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_id,
+                   const char *text);
+int db_wo_assign(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_id,
+                 int64_t assignee_id, const char *assignee_name);
+/* The newest events of a work order, oldest first. */
+int db_wo_events(struct db *db, struct arena *a, int64_t factory_id, int64_t wo_id, int limit,
+                 struct wo_event **ret, int *n);
+const char *db_wo_suggest(struct db *db, struct arena *a, int64_t factory_id, const char *number);
+
+/* ---- statistics ---- */
+struct plant_stats {
+    int equipment;
+    int by_status[5];   /* open, in_progress, on_hold, completed, cancelled */
+    int by_priority[4]; /* open work orders: low, medium, high, critical */
+    int open_older_7d;
+    const char *top_equipment_number, *top_equipment_label;
+    int top_equipment_open;
+};
+
+int db_stats(struct db *db, struct arena *a, int64_t factory_id, struct plant_stats *ret);
+
+#endif

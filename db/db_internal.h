@@ -1,0 +1,43 @@
+/* Shared by the files of db/: statements, results, parameters. */
+#ifndef RIVET_DB_INTERNAL_H
+#define RIVET_DB_INTERNAL_H
+
+#include "db.h"
+
+#include <inttypes.h>
+#include <libpq-fe.h>
+
+/* A statement prepared once per connection, on first use. Declare each as a
+ * static const object next to the function that runs it; name is unique. */
+struct db_stmt {
+    const char *name;
+    const char *sql;
+    int nparams;
+};
+
+/* Runs st with params (NULL entries are SQL NULL). On success *ret (when not
+ * NULL) holds the result: PQclear() it. Errors are mapped as in db.h. */
+int db_query(struct db *db, const struct db_stmt *st, const char *const *params, PGresult **ret);
+
+/* Runs parameterless SQL of Rivet's own (migrations, BEGIN/COMMIT). */
+int db_exec(struct db *db, const char *sql);
+
+/* Column value as an arena string, or NULL for SQL NULL. */
+const char *db_str(struct arena *a, const PGresult *res, int row, int col);
+int64_t db_i64(const PGresult *res, int row, int col);
+int db_int(const PGresult *res, int row, int col);
+
+/* Formats an id as a parameter. */
+struct db_num {
+    char s[24];
+};
+static inline const char *db_num(struct db_num *b, int64_t v)
+{
+    snprintf(b->s, sizeof(b->s), "%" PRId64, v);
+    return b->s;
+}
+
+/* Sets db_errmsg() to a message of Rivet's own. */
+void db_set_error(struct db *db, const char *msg);
+
+#endif

@@ -1,0 +1,206 @@
+/* Equipment: numbered EQ-YYYY-NNNNNN per factory, fuzzy-searchable. */
+#include "db_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+
+#define OPEN_STATUSES "('open', 'in_progress', 'on_hold')"
+
+#define EQ_COLUMNS                                                                                 \
+    "e.id, e.number, e.name, e.manufacturer, e.model, e.serial, e.location, e.criticality, "       \
+    "e.nameplate::text, to_char(e.created_at AT TIME ZONE f.timezone, 'YYYY-MM-DD HH24:MI'), "     \
+    "u.display_name, (SELECT count(*) FROM work_orders w WHERE w.factory_id = e.factory_id "       \
+    "AND w.equipment_id = e.id AND w.status IN " OPEN_STATUSES ") "
+#define EQ_FROM                                                                                    \
+    "FROM equipment e JOIN factories f ON f.id = e.factory_id "                                    \
+    "LEFT JOIN users u ON u.factory_id = e.factory_id AND u.id = e.created_by "
+
+static void eq_from(struct arena *a, PGresult *res, int row, struct equipment *e)
+{
+    e->id = db_i64(res, row, 0);
+    e->number = db_str(a, res, row, 1);
+    e->name = db_str(a, res, row, 2);
+    e->manufacturer = db_str(a, res, row, 3);
+    e->model = db_str(a, res, row, 4);
+    e->serial = db_str(a, res, row, 5);
+    e->location = db_str(a, res, row, 6);
+    e->criticality = db_str(a, res, row, 7);
+    e->nameplate = db_str(a, res, row, 8);
+    e->created_at = db_str(a, res, row, 9);
+    e->created_by = db_str(a, res, row, 10);
+    e->open_work_orders = db_int(res, row, 11);
+}
+
+static int eq_rows(struct arena *a, PGresult *res, struct equipment **ret, int *n)
+{
+    int rows = PQntuples(res);
+    struct equipment *v = arena_alloc(a, sizeof(*v) * (size_t)(rows ? rows : 1));
+
+    if (!v)
+        return -ENOMEM;
+    for (int i = 0; i < rows; i++)
+        eq_from(a, res, i, &v[i]);
+    *ret = v;
+    *n = rows;
+    return 0;
+}
+
+/* Runs a statement whose first column set is EQ_COLUMNS and expects one row. */
+static int eq_one(struct db *db, struct arena *a, const struct db_stmt *st,
+                  const char *const *params, struct equipment *ret)
+{
+    PGresult *res;
+    int r;
+
+    r = db_query(db, st, params, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    eq_from(a, res, 0, ret);
+    PQclear(res);
+    return 0;
+}
+
+int db_equipment_add(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
+                     const struct equipment_fields *f, struct equipment *ret)
+{
+    /* The counter row lock serializes concurrent adds in one factory; the
+     * number and the row are written in one statement. */
+    static const struct db_stmt st = {
+        "equipment_add",
+        "WITH n AS (INSERT INTO number_sequences (factory_id, kind, year, last) "
+        "  VALUES ($1, 'EQ', extract(year FROM now())::int, 1) "
+        "  ON CONFLICT (factory_id, kind, year) DO UPDATE SET last = number_sequences.last + 1 "
+        "  RETURNING year, last), "
+        "e AS (INSERT INTO equipment (factory_id, number, name, manufacturer, model, serial, "
+        "  location, criticality, created_by) "
+        "  SELECT $1, format('EQ-%s-%s', n.year, lpad(n.last::text, greatest(6, "
+        "    length(n.last::text)), '0')), $3, $4, $5, $6, $7, coalesce($8, 'medium'), $2 FROM n "
+        "  RETURNING *) "
+        "SELECT " EQ_COLUMNS "FROM e JOIN factories f ON f.id = e.factory_id "
+        "LEFT JOIN users u ON u.factory_id = e.factory_id AND u.id = e.created_by",
+        8};
+    struct db_num fid, uid;
+
+    return eq_one(db, a, &st,
+                  (const char *[]){db_num(&fid, factory_id), user_id ? db_num(&uid, user_id) : NULL,
+                                   f->name, f->manufacturer, f->model, f->serial, f->location,
+                                   f->criticality},
+                  ret);
+}
+
+int db_equipment_get(struct db *db, struct arena *a, int64_t factory_id, const char *number,
+                     struct equipment *ret)
+{
+    static const struct db_stmt st = {
+        "equipment_get",
+        "SELECT " EQ_COLUMNS EQ_FROM "WHERE e.factory_id = $1 AND e.number = upper($2)", 2};
+    struct db_num fid;
+
+    return eq_one(db, a, &st, (const char *[]){db_num(&fid, factory_id), number}, ret);
+}
+
+int db_equipment_update(struct db *db, struct arena *a, int64_t factory_id, const char *number,
+                        const struct equipment_fields *f, struct equipment *ret)
+{
+    /* NULL parameters keep the column; an empty string clears an optional one. */
+    static const struct db_stmt st = {
+        "equipment_update",
+        "WITH e AS (UPDATE equipment SET "
+        "  name = CASE WHEN $3::text IS NULL THEN name ELSE nullif($3, '') END, "
+        "  manufacturer = coalesce($4, manufacturer), model = coalesce($5, model), "
+        "  serial = CASE WHEN $6::text IS NULL THEN serial ELSE nullif($6, '') END, "
+        "  location = CASE WHEN $7::text IS NULL THEN location ELSE nullif($7, '') END, "
+        "  criticality = coalesce($8, criticality), updated_at = now() "
+        "  WHERE factory_id = $1 AND number = upper($2) RETURNING *) "
+        "SELECT " EQ_COLUMNS "FROM e JOIN factories f ON f.id = e.factory_id "
+        "LEFT JOIN users u ON u.factory_id = e.factory_id AND u.id = e.created_by",
+        8};
+    struct db_num fid;
+
+    return eq_one(db, a, &st,
+                  (const char *[]){db_num(&fid, factory_id), number, f->name, f->manufacturer,
+                                   f->model, f->serial, f->location, f->criticality},
+                  ret);
+}
+
+int db_equipment_list(struct db *db, struct arena *a, int64_t factory_id, int offset, int limit,
+                      struct equipment **ret, int *n, int *total)
+{
+    static const struct db_stmt page = {
+        "equipment_list",
+        "SELECT " EQ_COLUMNS EQ_FROM "WHERE e.factory_id = $1 "
+        "ORDER BY e.created_at DESC, e.id DESC OFFSET $2 LIMIT $3",
+        3};
+    static const struct db_stmt count = {
+        "equipment_count", "SELECT count(*) FROM equipment WHERE factory_id = $1", 1};
+    struct db_num fid, off, lim;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &count, (const char *[]){db_num(&fid, factory_id)}, &res);
+    if (r < 0)
+        return r;
+    *total = db_int(res, 0, 0);
+    PQclear(res);
+    r = db_query(db, &page,
+                 (const char *[]){fid.s, db_num(&off, offset), db_num(&lim, limit)}, &res);
+    if (r < 0)
+        return r;
+    r = eq_rows(a, res, ret, n);
+    PQclear(res);
+    return r;
+}
+
+int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, const char *text,
+                        int limit, struct equipment **ret, int *n)
+{
+    /* A substring match (LIKE, with the user's % and _ escaped) or a
+     * trigram word-similarity match; both use the GIN trigram index.
+     * Substring hits rank first, then by similarity. */
+    static const struct db_stmt st = {
+        "equipment_search",
+        "WITH q AS (SELECT lower($2) AS t, '%' || replace(replace(replace(lower($2), "
+        "  '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' AS pat) "
+        "SELECT " EQ_COLUMNS EQ_FROM ", q "
+        "WHERE e.factory_id = $1 AND (e.search_text LIKE q.pat OR q.t <% e.search_text) "
+        "ORDER BY (e.search_text LIKE q.pat) DESC, word_similarity(q.t, e.search_text) DESC, "
+        "  similarity(q.t, e.search_text) DESC, e.id DESC LIMIT $3",
+        3};
+    struct db_num fid, lim;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), text, db_num(&lim, limit)},
+                 &res);
+    if (r < 0)
+        return r;
+    r = eq_rows(a, res, ret, n);
+    PQclear(res);
+    return r;
+}
+
+const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory_id,
+                                 const char *number)
+{
+    static const struct db_stmt st = {
+        "equipment_suggest",
+        "SELECT number FROM equipment WHERE factory_id = $1 AND similarity(number, upper($2)) > 0.3 "
+        "ORDER BY similarity(number, upper($2)) DESC, id DESC LIMIT 1",
+        2};
+    struct db_num fid;
+    const char *s = NULL;
+    PGresult *res;
+
+    if (db_query(db, &st, (const char *[]){db_num(&fid, factory_id), number}, &res) < 0)
+        return NULL;
+    if (PQntuples(res) > 0)
+        s = db_str(a, res, 0, 0);
+    PQclear(res);
+    return s;
+}

@@ -1,0 +1,304 @@
+/* Factories, users and invites. */
+#include "db_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "arena.h"
+
+int db_slugify(const char *name, char *out, size_t n)
+{
+    size_t o = 0;
+    bool dash = false;
+
+    if (n < 2)
+        return -EINVAL;
+    for (const unsigned char *p = (const unsigned char *)name; *p && o < n - 1 && o < 63; p++) {
+        if (isalnum(*p)) {
+            if (dash && o > 0 && o < n - 2 && o < 62)
+                out[o++] = '-';
+            dash = false;
+            out[o++] = (char)tolower(*p);
+        } else {
+            dash = true;
+        }
+    }
+    out[o] = '\0';
+    return o ? 0 : -EINVAL;
+}
+
+static void factory_from(struct arena *a, PGresult *res, struct factory *f)
+{
+    f->id = db_i64(res, 0, 0);
+    f->slug = db_str(a, res, 0, 1);
+    f->name = db_str(a, res, 0, 2);
+    f->timezone = db_str(a, res, 0, 3);
+}
+
+int db_factory_create(struct db *db, struct arena *a, const char *name, struct factory *ret)
+{
+    static const struct db_stmt st = {
+        "factory_create", "INSERT INTO factories (slug, name) VALUES ($1, $2) "
+                          "RETURNING id, slug, name, timezone", 2};
+    char slug[64];
+    PGresult *res;
+    int r;
+
+    if (db_slugify(name, slug, sizeof(slug)) < 0)
+        return -EINVAL;
+    r = db_query(db, &st, (const char *[]){slug, name}, &res);
+    if (r < 0)
+        return r;
+    factory_from(a, res, ret);
+    PQclear(res);
+    return 0;
+}
+
+int db_factory_find(struct db *db, struct arena *a, const char *name, struct factory *ret)
+{
+    static const struct db_stmt st = {
+        "factory_find", "SELECT id, slug, name, timezone FROM factories "
+                        "WHERE slug = $1 OR lower(name) = lower($2) ORDER BY slug = $1 DESC LIMIT 1",
+        2};
+    char slug[64];
+    PGresult *res;
+    int r;
+
+    if (db_slugify(name, slug, sizeof(slug)) < 0)
+        return -ENOENT;
+    r = db_query(db, &st, (const char *[]){slug, name}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    factory_from(a, res, ret);
+    PQclear(res);
+    return 0;
+}
+
+int db_factory_list_print(struct db *db, FILE *out)
+{
+    static const struct db_stmt st = {
+        "factory_list",
+        "SELECT f.slug, f.name, (SELECT count(*) FROM users u WHERE u.factory_id = f.id), "
+        "(SELECT count(*) FROM equipment e WHERE e.factory_id = f.id) "
+        "FROM factories f ORDER BY f.slug",
+        0};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, NULL, &res);
+    if (r < 0)
+        return r;
+    for (int i = 0; i < PQntuples(res); i++)
+        fprintf(out, "%s\t%s\t%s users\t%s equipment\n", PQgetvalue(res, i, 0),
+                PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+    PQclear(res);
+    return 0;
+}
+
+int db_factory_ensure(struct db *db, struct arena *a, const char *name, struct factory *ret)
+{
+    int r = db_factory_find(db, a, name, ret);
+
+    if (r != -ENOENT)
+        return r;
+    r = db_factory_create(db, a, name, ret);
+    if (r == -EEXIST) /* created by someone else meanwhile */
+        r = db_factory_find(db, a, name, ret);
+    return r;
+}
+
+/* ---- users ---- */
+
+#define USER_SELECT                                                                                \
+    "SELECT u.id, u.factory_id, u.display_name, u.role, f.name, u.active "                         \
+    "FROM users u JOIN factories f ON f.id = u.factory_id "
+
+static void user_from(struct arena *a, PGresult *res, int row, struct user *u)
+{
+    u->id = db_i64(res, row, 0);
+    u->factory_id = db_i64(res, row, 1);
+    u->display_name = db_str(a, res, row, 2);
+    u->role = db_str(a, res, row, 3);
+    u->factory_name = db_str(a, res, row, 4);
+    u->active = PQgetvalue(res, row, 5)[0] == 't';
+}
+
+int db_user_by_identity(struct db *db, struct arena *a, enum channel ch, const char *ext_id,
+                        struct user *ret)
+{
+    static const struct db_stmt by[] = {
+        {"user_by_console", USER_SELECT "WHERE u.console_name = $1", 1},
+        {"user_by_telegram", USER_SELECT "WHERE u.telegram_user_id = $1::bigint", 1},
+        {"user_by_whatsapp", USER_SELECT "WHERE u.whatsapp_id = $1", 1},
+    };
+    PGresult *res;
+    int r;
+
+    if ((unsigned)ch > CHANNEL_WHATSAPP || !ext_id)
+        return -EINVAL;
+    r = db_query(db, &by[ch], (const char *[]){ext_id}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    user_from(a, res, 0, ret);
+    PQclear(res);
+    return 0;
+}
+
+int db_user_create(struct db *db, struct arena *a, int64_t factory_id, enum channel ch,
+                   const char *ext_id, const char *display_name, const char *role,
+                   struct user *ret)
+{
+    static const struct db_stmt st = {
+        "user_create",
+        "WITH u AS (INSERT INTO users (factory_id, display_name, role, console_name, "
+        "telegram_user_id, whatsapp_id) VALUES ($1, $2, $3, $4, $5::bigint, $6) RETURNING *) "
+        "SELECT u.id, u.factory_id, u.display_name, u.role, f.name, u.active "
+        "FROM u JOIN factories f ON f.id = u.factory_id",
+        6};
+    struct db_num fid;
+    const char *p[6] = {db_num(&fid, factory_id), display_name, role, NULL, NULL, NULL};
+    PGresult *res;
+    int r;
+
+    if ((unsigned)ch > CHANNEL_WHATSAPP)
+        return -EINVAL;
+    p[3 + ch] = ext_id;
+    r = db_query(db, &st, p, &res);
+    if (r < 0)
+        return r;
+    user_from(a, res, 0, ret);
+    PQclear(res);
+    return 0;
+}
+
+int db_user_by_name(struct db *db, struct arena *a, int64_t factory_id, const char *name,
+                    struct user *ret)
+{
+    static const struct db_stmt st = {
+        "user_by_name",
+        USER_SELECT "WHERE u.factory_id = $1 AND lower(u.display_name) = lower($2) AND u.active "
+                    "LIMIT 2",
+        2};
+    struct db_num fid;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), name}, &res);
+    if (r < 0)
+        return r;
+    r = PQntuples(res) == 0 ? -ENOENT : PQntuples(res) > 1 ? -EEXIST : 0;
+    if (r == 0)
+        user_from(a, res, 0, ret);
+    PQclear(res);
+    return r;
+}
+
+const char *db_user_suggest(struct db *db, struct arena *a, int64_t factory_id, const char *name)
+{
+    static const struct db_stmt st = {
+        "user_suggest",
+        "SELECT display_name FROM users WHERE factory_id = $1 AND active "
+        "AND similarity(lower(display_name), lower($2)) > 0.2 "
+        "ORDER BY similarity(lower(display_name), lower($2)) DESC, id LIMIT 1",
+        2};
+    struct db_num fid;
+    const char *s = NULL;
+    PGresult *res;
+
+    if (db_query(db, &st, (const char *[]){db_num(&fid, factory_id), name}, &res) < 0)
+        return NULL;
+    if (PQntuples(res) > 0)
+        s = db_str(a, res, 0, 0);
+    PQclear(res);
+    return s;
+}
+
+/* ---- invites ---- */
+
+/* Crockford-like alphabet: no 0/O or 1/I/L to misread on a phone screen. */
+static const char code_alphabet[] = "23456789ABCDEFGHJKMNPQRSTUVWXYZ";
+
+/* Upper-cases, drops dashes and spaces; -EINVAL when a character is not in
+ * the alphabet or the length is wrong. */
+static int code_normalize(const char *in, char out[13])
+{
+    size_t o = 0;
+
+    for (; *in; in++) {
+        char c = (char)toupper((unsigned char)*in);
+        if (c == '-' || c == ' ')
+            continue;
+        if (o == 12 || !strchr(code_alphabet, c) || c == '\0')
+            return -EINVAL;
+        out[o++] = c;
+    }
+    out[o] = '\0';
+    return o == 12 ? 0 : -EINVAL;
+}
+
+int db_invite_create(struct db *db, int64_t factory_id, const char *role, int uses,
+                     long long expires_in_s, char *code_out, size_t n)
+{
+    static const struct db_stmt st = {
+        "invite_create",
+        "INSERT INTO invites (factory_id, code, role, uses_left, expires_at) "
+        "VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::bigint))",
+        5};
+    unsigned char rnd[12];
+    char code[13], suses[16], sexp[24];
+    struct db_num fid;
+    int r;
+
+    if (n < 15)
+        return -EINVAL;
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return -EIO;
+    for (size_t i = 0; i < 12; i++)
+        code[i] = code_alphabet[rnd[i] % (sizeof(code_alphabet) - 1)];
+    code[12] = '\0';
+    snprintf(suses, sizeof(suses), "%d", uses);
+    snprintf(sexp, sizeof(sexp), "%lld", expires_in_s);
+    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), code, role, suses, sexp},
+                 NULL);
+    if (r < 0)
+        return r;
+    snprintf(code_out, n, "%.4s-%.4s-%.4s", code, code + 4, code + 8);
+    return 0;
+}
+
+int db_invite_redeem(struct db *db, struct arena *a, const char *code, int64_t *factory_id,
+                     const char **role)
+{
+    static const struct db_stmt st = {
+        "invite_redeem",
+        "UPDATE invites SET uses_left = uses_left - 1 "
+        "WHERE code = $1 AND uses_left > 0 AND expires_at > now() RETURNING factory_id, role",
+        1};
+    char norm[13];
+    PGresult *res;
+    int r;
+
+    if (code_normalize(code, norm) < 0)
+        return -ENOENT;
+    r = db_query(db, &st, (const char *[]){norm}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    *factory_id = db_i64(res, 0, 0);
+    *role = db_str(a, res, 0, 1);
+    PQclear(res);
+    return 0;
+}

@@ -1,0 +1,216 @@
+#include "args.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "buf.h"
+
+struct quote {
+    const char *open, *close;
+};
+
+static const struct quote quotes[] = {
+    {"\"", "\""}, {"'", "'"}, {"\xe2\x80\x9c", "\xe2\x80\x9d"}, /* “ ” */
+    {"\xe2\x80\x9e", "\xe2\x80\x9c"},                           /* „ “ */
+    {"\xe2\x80\x98", "\xe2\x80\x99"},                           /* ‘ ’ */
+    {"\xc2\xab", "\xc2\xbb"},                                   /* « » */
+    {"\xe2\x80\x9d", "\xe2\x80\x9d"},                           /* ” ” */
+};
+
+static bool is_space(const char *s, size_t *len)
+{
+    unsigned char c = (unsigned char)s[0];
+
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+        *len = 1;
+        return true;
+    }
+    /* U+00A0 no-break space, which phone keyboards insert. */
+    if (c == 0xc2 && (unsigned char)s[1] == 0xa0) {
+        *len = 2;
+        return true;
+    }
+    return false;
+}
+
+static bool at_space_or_end(const char *s)
+{
+    size_t len;
+    return !*s || is_space(s, &len);
+}
+
+int args_parse(struct arena *a, const char *src, struct args *out)
+{
+    size_t n = strlen(src), i = 0, cap = n / 2 + 2;
+    int count = 0;
+
+    memset(out, 0, sizeof(*out));
+    out->src = src;
+    out->tok = arena_alloc(a, sizeof(*out->tok) * cap);
+    if (!out->tok)
+        return -ENOMEM;
+
+    while (i < n) {
+        size_t sp, start, end;
+        const char *word = NULL;
+        bool quoted = false;
+
+        if (is_space(src + i, &sp)) {
+            i += sp;
+            continue;
+        }
+        start = i;
+        for (size_t q = 0; q < sizeof(quotes) / sizeof(quotes[0]); q++) {
+            size_t ol = strlen(quotes[q].open), cl = strlen(quotes[q].close);
+            const char *p, *close = NULL;
+
+            if (strncmp(src + i, quotes[q].open, ol) != 0)
+                continue;
+            /* The closing quote must end the word. */
+            for (p = src + i + ol; (p = strstr(p, quotes[q].close)); p += cl) {
+                if (at_space_or_end(p + cl)) {
+                    close = p;
+                    break;
+                }
+            }
+            if (!close)
+                continue;
+            word = arena_strndup(a, src + i + ol, (size_t)(close - (src + i + ol)));
+            if (!word)
+                return -ENOMEM;
+            end = (size_t)(close - src) + cl;
+            quoted = true;
+            break;
+        }
+        if (!word) {
+            end = i;
+            while (end < n && !is_space(src + end, &sp))
+                end++;
+            word = arena_strndup(a, src + start, end - start);
+            if (!word)
+                return -ENOMEM;
+        }
+        out->tok[count].text = word;
+        out->tok[count].start = start;
+        out->tok[count].end = end;
+        out->tok[count].quoted = quoted;
+        count++;
+        i = end;
+    }
+    out->n = count;
+
+    if (count > 0 && out->tok[0].text[0] == '/' && !out->tok[0].quoted) {
+        char *cmd = arena_strdup(a, out->tok[0].text);
+        char *at;
+
+        if (!cmd)
+            return -ENOMEM;
+        at = strchr(cmd, '@'); /* "/equip@RivetBot" in Telegram groups */
+        if (at)
+            *at = '\0';
+        for (char *p = cmd; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        out->cmd = cmd;
+        out->tok++;
+        out->n--;
+    }
+    return 0;
+}
+
+const char *args_rest(struct arena *a, const struct args *args, int i)
+{
+    struct buf b;
+    const char *s;
+
+    if (i >= args->n)
+        return "";
+    if (i == args->n - 1)
+        return args->tok[i].text;
+    /* Words as typed, with the space between them kept where they were
+     * neighbours and a single space where an option was taken out. */
+    buf_init(&b, strlen(args->src));
+    for (int k = i; k < args->n; k++) {
+        const struct token *t = &args->tok[k];
+        if (k > i) {
+            const struct token *p = &args->tok[k - 1];
+            bool gap_is_space = true;
+            size_t sp;
+            for (size_t o = p->end; o < t->start; o += sp)
+                if (!is_space(args->src + o, &sp)) {
+                    gap_is_space = false;
+                    break;
+                }
+            if (gap_is_space && t->start > p->end)
+                buf_add(&b, args->src + p->end, t->start - p->end);
+            else
+                buf_add(&b, " ", 1);
+        }
+        buf_add(&b, args->src + t->start, t->end - t->start);
+    }
+    s = arena_strdup(a, buf_str(&b));
+    buf_free(&b);
+    return s ? s : "";
+}
+
+static int key_index(const char *word, const char *const *keys, int nkeys, size_t *klen)
+{
+    const char *eq = strchr(word, '=');
+
+    if (!eq || eq == word)
+        return -1;
+    for (int k = 0; k < nkeys; k++) {
+        if (strlen(keys[k]) == (size_t)(eq - word) &&
+            strncasecmp(word, keys[k], (size_t)(eq - word)) == 0) {
+            *klen = (size_t)(eq - word);
+            return k;
+        }
+    }
+    return -1;
+}
+
+int args_options(struct arena *a, struct args *args, int from, const char *const *keys,
+                 const bool *absorbs, int nkeys, const char **vals, const char **bad)
+{
+    int w = from, k;
+    size_t klen;
+
+    for (k = 0; k < nkeys; k++)
+        vals[k] = NULL;
+    for (int i = from; i < args->n; i++) {
+        const struct token *t = &args->tok[i];
+        int last;
+
+        k = t->quoted ? -1 : key_index(t->text, keys, nkeys, &klen);
+        if (k < 0) {
+            args->tok[w++] = *t;
+            continue;
+        }
+        if (vals[k]) {
+            *bad = t->text;
+            return -EINVAL;
+        }
+        last = i;
+        if (absorbs && absorbs[k]) {
+            while (last + 1 < args->n && !args->tok[last + 1].quoted &&
+                   key_index(args->tok[last + 1].text, keys, nkeys, &(size_t){0}) < 0)
+                last++;
+        }
+        if (last == i) {
+            vals[k] = t->text + klen + 1;
+            /* key="quoted value" */
+            size_t vl = strlen(vals[k]);
+            if (vl >= 2 && (vals[k][0] == '"' || vals[k][0] == '\'') && vals[k][vl - 1] == vals[k][0])
+                vals[k] = arena_strndup(a, vals[k] + 1, vl - 2);
+        } else {
+            vals[k] = arena_strndup(a, args->src + t->start + klen + 1,
+                                    args->tok[last].end - t->start - klen - 1);
+        }
+        if (!vals[k])
+            return -ENOMEM;
+        i = last;
+    }
+    args->n = w;
+    return 0;
+}

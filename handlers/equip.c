@@ -1,0 +1,319 @@
+/* /equip: list, search, view, add, edit. */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "arena.h"
+#include "config.h"
+
+enum { K_NAME, K_MANUFACTURER, K_MODEL, K_SERIAL, K_LOCATION, K_CRITICALITY, N_KEYS };
+static const char *const keys[N_KEYS] = {"name",   "manufacturer", "model",
+                                         "serial", "location",     "criticality"};
+/* Names and locations have spaces: "location=Line 2 bay 4". */
+static const bool absorbs[N_KEYS] = {true, false, false, false, true, false};
+
+static void usage(struct hctx *ctx, const char *sub)
+{
+    const char *u = help_usage(sub);
+    reply(ctx, "Usage: %s", u ? u : sub);
+}
+
+/* "Siemens G120C — Main drive · Line 2" */
+static const char *label(struct hctx *ctx, const struct equipment *e)
+{
+    return arena_printf(ctx->a, "%s %s%s%s%s%s", clip(ctx, e->manufacturer, 40),
+                        clip(ctx, e->model, 40), e->name ? " — " : "",
+                        e->name ? clip(ctx, e->name, 40) : "", e->location ? " · " : "",
+                        e->location ? clip(ctx, e->location, 40) : "");
+}
+
+static void card(struct hctx *ctx, const char *headline, const struct equipment *e)
+{
+    struct work_order *wos;
+    struct rb rb;
+    int n, r;
+
+    r = db_wo_list_equipment(ctx->db, ctx->a, ctx->user.factory_id, e->id, LIST_PAGE, &wos, &n);
+    if (r < 0) {
+        reply_db_error(ctx, r);
+        return;
+    }
+    rb_init(&rb);
+    rb_addf(&rb, "%s%s\n%s %s\n", headline, e->number, e->manufacturer, e->model);
+    if (e->name)
+        rb_addf(&rb, "Name: %s\n", e->name);
+    if (e->serial)
+        rb_addf(&rb, "Serial: %s\n", e->serial);
+    if (e->location)
+        rb_addf(&rb, "Location: %s\n", e->location);
+    rb_addf(&rb, "Criticality: %s %s\n", priority_emoji(e->criticality), e->criticality);
+    rb_addf(&rb, "Added %s%s%s\n", e->created_at, e->created_by ? " by " : "",
+            e->created_by ? e->created_by : "");
+    if (e->open_work_orders == 0) {
+        rb_addf(&rb, "\nNo open work orders.\n");
+    } else {
+        rb_addf(&rb, "\nOpen work orders: %d\n", e->open_work_orders);
+        for (int i = 0; i < n; i++)
+            rb_addf(&rb, "%s %s %s %s\n", priority_emoji(wos[i].priority), wos[i].number,
+                    status_emoji(wos[i].status), clip(ctx, wos[i].title, 60));
+        if (e->open_work_orders > n)
+            rb_addf(&rb, "…and %d more: /wo list open\n", e->open_work_orders - n);
+    }
+    rb_send(ctx, &rb);
+}
+
+static int equip_list(struct hctx *ctx, struct args *args)
+{
+    struct equipment *v;
+    long long page = 1;
+    int n, total, pages, r;
+    struct rb rb;
+
+    if (args->n > 2 || (args->n == 2 && config_parse_int(args->tok[1].text, 1, 100000, &page) < 0)) {
+        usage(ctx, "/equip list");
+        return 0;
+    }
+    r = db_equipment_list(ctx->db, ctx->a, ctx->user.factory_id, (int)(page - 1) * LIST_PAGE,
+                          LIST_PAGE, &v, &n, &total);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    if (total == 0) {
+        reply(ctx, "No equipment yet. Add a machine:\n/equip add Siemens G120C serial=… "
+                   "location=…");
+        return 0;
+    }
+    pages = (total + LIST_PAGE - 1) / LIST_PAGE;
+    if (n == 0) {
+        reply(ctx, "There is no page %lld; the list has %d page%s.", page, pages,
+              pages == 1 ? "" : "s");
+        return 0;
+    }
+    rb_init(&rb);
+    rb_addf(&rb, "🏭 Equipment (%d)", total);
+    if (pages > 1)
+        rb_addf(&rb, " · page %lld of %d", page, pages);
+    rb_addf(&rb, "\n");
+    for (int i = 0; i < n; i++)
+        rb_addf(&rb, "%s · %s\n", v[i].number, label(ctx, &v[i]));
+    if (page < pages)
+        rb_addf(&rb, "Next: /equip list %lld\n", page + 1);
+    rb_send(ctx, &rb);
+    return 0;
+}
+
+static void matches(struct hctx *ctx, const char *title, struct equipment *v, int n)
+{
+    struct rb rb;
+
+    rb_init(&rb);
+    rb_addf(&rb, "%s\n", title);
+    for (int i = 0; i < n; i++)
+        rb_addf(&rb, "%s · %s\n", v[i].number, label(ctx, &v[i]));
+    rb_send(ctx, &rb);
+}
+
+static int equip_search(struct hctx *ctx, const char *text)
+{
+    struct equipment *v;
+    int n, r;
+
+    if (!field_ok(ctx, "search text", text, FIELD_MAX_CHARS))
+        return 0;
+    r = db_equipment_search(ctx->db, ctx->a, ctx->user.factory_id, text, LIST_PAGE, &v, &n);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    if (n == 0) {
+        reply(ctx, "No equipment matches \"%s\". Try fewer words, or /equip list.",
+              clip(ctx, text, 60));
+        return 0;
+    }
+    matches(ctx,
+            arena_printf(ctx->a, "🔎 %d match%s for \"%s\"%s:", n, n == 1 ? "" : "es",
+                         clip(ctx, text, 60), n == LIST_PAGE ? " (best first)" : ""),
+            v, n);
+    return 0;
+}
+
+static int not_found(struct hctx *ctx, const char *number)
+{
+    const char *s = db_equipment_suggest(ctx->db, ctx->a, ctx->user.factory_id, number);
+
+    if (s)
+        reply(ctx, "No equipment %s. Did you mean %s?", clip(ctx, number, 40), s);
+    else
+        reply(ctx, "No equipment %s. Find it with /equip search TEXT.", clip(ctx, number, 40));
+    return 0;
+}
+
+static int equip_view(struct hctx *ctx, const char *target)
+{
+    struct equipment e, *v;
+    int n, r;
+
+    if (!*target) {
+        usage(ctx, "/equip view");
+        return 0;
+    }
+    if (number_valid("EQ", target)) {
+        r = db_equipment_get(ctx->db, ctx->a, ctx->user.factory_id, target, &e);
+        if (r == -ENOENT)
+            return not_found(ctx, target);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        card(ctx, "🏭 ", &e);
+        return 0;
+    }
+    if (!field_ok(ctx, "search text", target, FIELD_MAX_CHARS))
+        return 0;
+    r = db_equipment_search(ctx->db, ctx->a, ctx->user.factory_id, target, 5, &v, &n);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    if (n == 0)
+        return not_found(ctx, target);
+    if (n == 1) {
+        card(ctx, "🏭 ", &v[0]);
+        return 0;
+    }
+    matches(ctx,
+            arena_printf(ctx->a, "Several machines match \"%s\"; which one?",
+                         clip(ctx, target, 60)),
+            v, n);
+    return 0;
+}
+
+/* Checks the values given; replies and returns false on the first bad one. */
+static bool fields_ok(struct hctx *ctx, struct equipment_fields *f)
+{
+    const char *const *vals[N_KEYS] = {&f->name,   &f->manufacturer, &f->model,
+                                       &f->serial, &f->location,     &f->criticality};
+
+    for (int k = 0; k < N_KEYS; k++) {
+        if (!*vals[k])
+            continue;
+        if (k == K_CRITICALITY) {
+            const char *c = priority_parse(f->criticality);
+            if (!c) {
+                reply(ctx, "Criticality must be low, medium, high or critical.");
+                return false;
+            }
+            f->criticality = c;
+            continue;
+        }
+        /* name, serial and location may be cleared with an empty value. */
+        if (!**vals[k] && (k == K_NAME || k == K_SERIAL || k == K_LOCATION))
+            continue;
+        if (!field_ok(ctx, keys[k], *vals[k], FIELD_MAX_CHARS))
+            return false;
+    }
+    return true;
+}
+
+static int equip_add(struct hctx *ctx, struct args *args)
+{
+    const char *vals[N_KEYS], *bad;
+    struct equipment_fields f;
+    struct equipment e;
+    int r;
+
+    if (args_options(ctx->a, args, 1, keys, absorbs, N_KEYS, vals, &bad) < 0) {
+        reply(ctx, "%s is given twice.", clip(ctx, bad, 40));
+        return 0;
+    }
+    f = (struct equipment_fields){vals[K_NAME],   vals[K_MANUFACTURER], vals[K_MODEL],
+                                  vals[K_SERIAL], vals[K_LOCATION],     vals[K_CRITICALITY]};
+    /* MANUFACTURER and MODEL as words, unless given as options. */
+    int w = 1;
+    if (!f.manufacturer && w < args->n)
+        f.manufacturer = args->tok[w++].text;
+    if (!f.model && w < args->n)
+        f.model = args->tok[w++].text;
+    if (w != args->n || !f.manufacturer || !f.model) {
+        usage(ctx, "/equip add");
+        if (w < args->n)
+            reply(ctx, "Put a model with spaces in quotes: /equip add Siemens \"G120C PN\"");
+        return 0;
+    }
+    if (f.name && !*f.name)
+        f.name = NULL;
+    if (f.serial && !*f.serial)
+        f.serial = NULL;
+    if (f.location && !*f.location)
+        f.location = NULL;
+    if (!fields_ok(ctx, &f))
+        return 0;
+    r = db_equipment_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, &f, &e);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    card(ctx, "✅ Added ", &e);
+    return 0;
+}
+
+static int equip_edit(struct hctx *ctx, struct args *args)
+{
+    const char *vals[N_KEYS], *bad, *number;
+    struct equipment_fields f;
+    struct equipment e;
+    bool any = false;
+    int r;
+
+    if (args->n < 2 || !number_valid("EQ", args->tok[1].text)) {
+        usage(ctx, "/equip edit");
+        return 0;
+    }
+    number = args->tok[1].text;
+    if (args_options(ctx->a, args, 2, keys, absorbs, N_KEYS, vals, &bad) < 0) {
+        reply(ctx, "%s is given twice.", clip(ctx, bad, 40));
+        return 0;
+    }
+    if (args->n > 2) {
+        reply(ctx, "I can't change \"%s\". Fields: name, manufacturer, model, serial, location, "
+                   "criticality; e.g. location=\"Line 3\".",
+              clip(ctx, args->tok[2].text, 40));
+        return 0;
+    }
+    for (int k = 0; k < N_KEYS; k++)
+        any |= vals[k] != NULL;
+    if (!any) {
+        usage(ctx, "/equip edit");
+        return 0;
+    }
+    f = (struct equipment_fields){vals[K_NAME],   vals[K_MANUFACTURER], vals[K_MODEL],
+                                  vals[K_SERIAL], vals[K_LOCATION],     vals[K_CRITICALITY]};
+    if (!fields_ok(ctx, &f))
+        return 0;
+    r = db_equipment_update(ctx->db, ctx->a, ctx->user.factory_id, number, &f, &e);
+    if (r == -ENOENT)
+        return not_found(ctx, number);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    card(ctx, "✏️ Updated ", &e);
+    return 0;
+}
+
+int cmd_equip(struct hctx *ctx, struct args *args)
+{
+    const char *sub = args->n > 0 ? args->tok[0].text : "list";
+
+    if (strcasecmp(sub, "list") == 0)
+        return equip_list(ctx, args);
+    if (strcasecmp(sub, "search") == 0 || strcasecmp(sub, "find") == 0) {
+        if (args->n < 2) {
+            usage(ctx, "/equip search");
+            return 0;
+        }
+        return equip_search(ctx, args_rest(ctx->a, args, 1));
+    }
+    if (strcasecmp(sub, "view") == 0 || strcasecmp(sub, "show") == 0)
+        return equip_view(ctx, args_rest(ctx->a, args, 1));
+    if (strcasecmp(sub, "add") == 0 || strcasecmp(sub, "new") == 0)
+        return equip_add(ctx, args);
+    if (strcasecmp(sub, "edit") == 0)
+        return equip_edit(ctx, args);
+    /* "/equip EQ-2026-000001" views, "/equip g120" searches. */
+    if (number_valid("EQ", sub) && args->n == 1)
+        return equip_view(ctx, sub);
+    return equip_search(ctx, args_rest(ctx->a, args, 0));
+}

@@ -1,0 +1,79 @@
+/* Shared by the handler files: the context of one message and the reply
+ * helpers. */
+#ifndef RIVET_HANDLERS_INTERNAL_H
+#define RIVET_HANDLERS_INTERNAL_H
+
+#include "handlers.h"
+
+#include "args.h"
+#include "buf.h"
+
+struct hctx {
+    struct db *db;
+    struct arena *a;
+    const struct msg *msg;
+    struct replies *out;
+    struct user user; /* the sender; valid when known */
+    bool known;
+    int error; /* the first database error, returned by handle_message() */
+};
+
+/* Field limits, in characters, shared with the schema's CHECKs. */
+#define FIELD_MAX_CHARS 200
+#define NOTE_MAX_CHARS 2000
+#define LIST_PAGE 10
+
+/* ---- replies ---- */
+
+/* Builds one reply of at most REPLY_MAX_BYTES; what does not fit is cut at a
+ * line and ends with "…". */
+struct rb {
+    struct buf b;
+    bool full;
+};
+
+void rb_init(struct rb *rb);
+void rb_addf(struct rb *rb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends the reply to ctx's list and frees the builder. */
+void rb_send(struct hctx *ctx, struct rb *rb);
+
+/* A one-line reply. */
+void reply(struct hctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Records a database error r, replies with a short apology, returns r.
+ * -ENOMEM is passed on the same way. */
+int reply_db_error(struct hctx *ctx, int r);
+
+/* ---- words ---- */
+
+const char *status_emoji(const char *status);
+const char *status_label(const char *status); /* "in progress" */
+const char *priority_emoji(const char *priority);
+/* Maps what a user typed to a status ("done" -> "completed"), or NULL. */
+const char *status_parse(const char *s);
+/* "low" "medium" "high" "critical" (and "med", "crit", "urgent"), or NULL. */
+const char *priority_parse(const char *s);
+
+/* True when s looks like EQ-YYYY-NNNNNN (prefix "EQ") or WO-... */
+bool number_valid(const char *prefix, const char *s);
+
+/* Checks a free-text field: at most max characters, not empty. Replies with
+ * what is wrong (naming the field) and returns false. */
+bool field_ok(struct hctx *ctx, const char *field, const char *value, size_t max);
+
+/* s cut to max characters with an ellipsis (arena). */
+const char *clip(struct hctx *ctx, const char *s, size_t max);
+
+/* ---- commands ---- */
+int cmd_start(struct hctx *ctx, struct args *args);
+int cmd_help(struct hctx *ctx, struct args *args);
+int cmd_equip(struct hctx *ctx, struct args *args);
+int cmd_wo(struct hctx *ctx, struct args *args);
+int cmd_stats(struct hctx *ctx, struct args *args);
+
+/* The usage lines of a command ("/equip"), NULL when unknown. */
+const char *help_usage(const char *cmd);
+/* The known command nearest to cmd, or NULL. */
+const char *help_suggest(const char *cmd);
+
+#endif

@@ -1,0 +1,248 @@
+/* /start (joining with an invite code) and /help, with the command table. */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "arena.h"
+#include "text.h"
+
+struct usage {
+    const char *cmd, *usage, *what, *example;
+};
+
+static const struct usage usages[] = {
+    {"/start", "/start [CODE]", "join your factory with an invite code", "/start K7QM-3XHP-RT2A"},
+    {"/help", "/help [COMMAND]", "all commands, or one in detail", "/help wo"},
+    {"/equip", "/equip list [PAGE]", "equipment, newest first", "/equip list 2"},
+    {"/equip", "/equip search TEXT", "find machines; typos are fine", "/equip search simens g120"},
+    {"/equip", "/equip view EQ-NUMBER|TEXT", "one machine and its open work orders",
+     "/equip view EQ-2026-000001"},
+    {"/equip", "/equip add MANUFACTURER MODEL [serial=…] [location=…] [name=…] [criticality=…]",
+     "register a machine", "/equip add Siemens G120C serial=XAJ123 location=Line 2"},
+    {"/equip", "/equip edit EQ-NUMBER FIELD=VALUE …",
+     "change name, manufacturer, model, serial, location or criticality",
+     "/equip edit EQ-2026-000001 location=Line 3"},
+    {"/wo", "/wo list [open|mine|all|STATUS] [PAGE]", "work orders, most urgent first",
+     "/wo list mine"},
+    {"/wo", "/wo view WO-NUMBER", "one work order with its history", "/wo view WO-2026-000001"},
+    {"/wo", "/wo new EQ-NUMBER TITLE [priority=low|medium|high|critical]",
+     "open a work order on a machine",
+     "/wo new EQ-2026-000001 Coolant leak at pump priority=high"},
+    {"/wo", "/wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled",
+     "move a work order along", "/wo status WO-2026-000001 completed"},
+    {"/wo", "/wo note WO-NUMBER TEXT", "add a note", "/wo note WO-2026-000001 Seal replaced"},
+    {"/wo", "/wo assign WO-NUMBER USER|me", "give it to someone", "/wo assign WO-2026-000001 me"},
+    {"/stats", "/stats", "the plant at a glance", "/stats"},
+};
+
+#define N_USAGES (sizeof(usages) / sizeof(usages[0]))
+
+static const char *const commands[] = {"/start", "/help", "/equip", "/wo", "/stats"};
+
+const char *help_usage(const char *usage_prefix)
+{
+    size_t n = strlen(usage_prefix);
+
+    for (size_t i = 0; i < N_USAGES; i++)
+        if (strncmp(usages[i].usage, usage_prefix, n) == 0)
+            return usages[i].usage;
+    return NULL;
+}
+
+const char *help_suggest(const char *cmd)
+{
+    const char *best = NULL;
+    int best_d = 3; /* no more than two edits away */
+
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        int d = text_distance(cmd, commands[i]);
+        if (d < best_d) {
+            best_d = d;
+            best = commands[i];
+        }
+    }
+    return best;
+}
+
+static const char not_registered[] =
+    "Rivet doesn't know you yet. Ask your supervisor or admin for an invite code, then send:\n"
+    "/start CODE";
+
+int cmd_start(struct hctx *ctx, struct args *args)
+{
+    const char *role, *name;
+    int64_t factory_id;
+    struct user u;
+    int r;
+
+    if (ctx->known) {
+        if (args->n > 0)
+            reply(ctx, "You are already a member of %s. Send /help to see what Rivet can do.",
+                  ctx->user.factory_name);
+        else
+            reply(ctx, "👋 Welcome back, %s. You are %s at %s.\nSend /help to see what Rivet "
+                       "can do.",
+                  ctx->user.display_name, ctx->user.role, ctx->user.factory_name);
+        return 0;
+    }
+    if (args->n == 0) {
+        reply(ctx, "%s", not_registered);
+        return 0;
+    }
+    r = db_invite_redeem(ctx->db, ctx->a, args->tok[0].text, &factory_id, &role);
+    if (r == -ENOENT) {
+        reply(ctx, "That invite code is not valid: it may be mistyped, used up or expired. "
+                   "Ask your supervisor for a new one.");
+        return 0;
+    }
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    name = ctx->msg->sender_name && *ctx->msg->sender_name ? ctx->msg->sender_name
+                                                           : ctx->msg->sender_id;
+    name = clip(ctx, name, 100);
+    r = db_user_create(ctx->db, ctx->a, factory_id, ctx->msg->channel, ctx->msg->sender_id, name,
+                       role, &u);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    reply(ctx, "👋 Welcome to Rivet, %s! You joined %s as %s.\nSend /help to see what you can do.",
+          u.display_name, u.factory_name, u.role);
+    return 0;
+}
+
+/* "wo", "/wo", "WO" -> "/wo" */
+static const char *command_name(struct hctx *ctx, const char *s)
+{
+    char *c = arena_printf(ctx->a, "%s%s", s[0] == '/' ? "" : "/", s);
+
+    if (!c)
+        return s;
+    for (char *p = c; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p - 'A' + 'a');
+    return c;
+}
+
+int cmd_help(struct hctx *ctx, struct args *args)
+{
+    struct rb rb;
+    const char *want = NULL;
+    bool any = false;
+
+    if (args->n > 0) {
+        want = command_name(ctx, args->tok[0].text);
+        for (size_t i = 0; i < N_USAGES; i++)
+            any |= strcmp(usages[i].cmd, want) == 0;
+        if (!any) {
+            const char *s = help_suggest(want);
+            if (s)
+                reply(ctx, "There is no command %s. Did you mean %s? Send /help for the list.",
+                      clip(ctx, want, 40), s);
+            else
+                reply(ctx, "There is no command %s. Send /help for the list.", clip(ctx, want, 40));
+            return 0;
+        }
+    }
+    rb_init(&rb);
+    if (want)
+        rb_addf(&rb, "How to use %s:\n", want);
+    else
+        rb_addf(&rb, "Rivet commands:\n");
+    for (size_t i = 0; i < N_USAGES; i++) {
+        if (want && strcmp(usages[i].cmd, want) != 0)
+            continue;
+        rb_addf(&rb, "\n%s\n  %s\n  e.g. %s\n", usages[i].usage, usages[i].what,
+                usages[i].example);
+    }
+    if (!want)
+        rb_addf(&rb, "\nStatus: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 "
+                     "cancelled\nPriority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical\n");
+    rb_send(ctx, &rb);
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static const struct {
+    const char *name;
+    int (*fn)(struct hctx *ctx, struct args *args);
+    bool for_strangers;
+} table[] = {
+    {"/start", cmd_start, true}, {"/help", cmd_help, false}, {"/equip", cmd_equip, false},
+    {"/wo", cmd_wo, false},      {"/stats", cmd_stats, false},
+};
+
+int handle_message(struct db *db, struct arena *a, const struct msg *m, struct replies *out)
+{
+    struct hctx ctx = {.db = db, .a = a, .msg = m, .out = out};
+    struct args args;
+    char *text;
+    int r;
+
+    if (!m->text) {
+        reply(&ctx, "Rivet reads text messages. Send /help for the commands.");
+        return 0;
+    }
+    /* Checked before anything is looked up, so bad input changes nothing. */
+    if (m->text_len > MSG_MAX_BYTES) {
+        reply(&ctx, "That message is too long (%zu bytes; the limit is %d). Nothing was changed.",
+              m->text_len, MSG_MAX_BYTES);
+        return 0;
+    }
+    if (!utf8_valid(m->text, m->text_len)) {
+        reply(&ctx, "That message is not valid UTF-8 text. Nothing was changed.");
+        return 0;
+    }
+    if (memchr(m->text, '\0', m->text_len) || text_has_control(m->text, m->text_len)) {
+        reply(&ctx, "That message contains control characters. Please send plain text; nothing "
+                    "was changed.");
+        return 0;
+    }
+    text = arena_strndup(a, m->text, m->text_len);
+    if (!text)
+        return -ENOMEM;
+    text_trim(text);
+    if (!*text)
+        return 0;
+
+    r = db_user_by_identity(db, a, m->channel, m->sender_id, &ctx.user);
+    if (r == 0)
+        ctx.known = ctx.user.active;
+    else if (r != -ENOENT)
+        return reply_db_error(&ctx, r);
+
+    r = args_parse(a, text, &args);
+    if (r < 0)
+        return r;
+    if (!args.cmd) {
+        if (ctx.known)
+            reply(&ctx, "Rivet understands commands for now. Send /help for the list.");
+        else
+            reply(&ctx, "%s", not_registered);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        if (strcmp(args.cmd, table[i].name) != 0)
+            continue;
+        if (!ctx.known && !table[i].for_strangers) {
+            reply(&ctx, "%s", not_registered);
+            return 0;
+        }
+        table[i].fn(&ctx, &args);
+        return ctx.error;
+    }
+    if (!ctx.known) {
+        reply(&ctx, "%s", not_registered);
+        return 0;
+    }
+    {
+        const char *s = help_suggest(args.cmd);
+        const char *shown = clip(&ctx, args.cmd, 40);
+        if (s)
+            reply(&ctx, "Unknown command %s. Did you mean %s? Send /help for the list.", shown, s);
+        else
+            reply(&ctx, "Unknown command %s. Send /help for the list.", shown);
+    }
+    return 0;
+}
