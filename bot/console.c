@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -61,6 +62,7 @@ static void converse(struct db *db, const struct msg *m, int echo)
 {
     struct arena *a = NULL;
     struct replies out;
+    struct timespec t0, t1;
     int r;
 
     if (echo)
@@ -70,6 +72,7 @@ static void converse(struct db *db, const struct msg *m, int echo)
         return;
     }
     replies_init(&out);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     r = db_begin(db);
     if (r == 0) {
         r = handle_message(db, a, m, &out);
@@ -84,6 +87,10 @@ static void converse(struct db *db, const struct msg *m, int echo)
             printf("Sorry, Rivet could not reach its database just now. Nothing was changed; "
                    "please try again in a minute.\n\n");
     }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    log_debug("chat.handled", "bytes=%zu replies=%d ms=%.1f ok=%s", m->text_len, out.n,
+              (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
+              r < 0 ? "no" : "yes");
     for (struct reply *rep = out.head; rep; rep = rep->next)
         printf("%s\n\n", rep->text);
     fflush(stdout);

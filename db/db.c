@@ -235,7 +235,18 @@ int db_begin(struct db *db)
 
 int db_commit(struct db *db)
 {
-    return db_exec(db, "COMMIT");
+    PGresult *res;
+    int r;
+
+    res = PQexec(db->conn, "COMMIT");
+    r = map_result(db, res);
+    /* COMMIT of a transaction that hit an error answers ROLLBACK. */
+    if (r == 0 && strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
+        db_set_error(db, "the transaction had failed and was rolled back");
+        r = -EIO;
+    }
+    PQclear(res);
+    return r;
 }
 
 int db_rollback(struct db *db)

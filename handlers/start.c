@@ -207,8 +207,12 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
         return 0;
 
     r = db_user_by_identity(db, a, m->channel, m->sender_id, &ctx.user);
+    if (r == 0 && !ctx.user.active) {
+        reply(&ctx, "Your access to Rivet is switched off. Ask your admin if that is a mistake.");
+        return 0;
+    }
     if (r == 0)
-        ctx.known = ctx.user.active;
+        ctx.known = true;
     else if (r != -ENOENT)
         return reply_db_error(&ctx, r);
 
