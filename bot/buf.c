@@ -33,7 +33,7 @@ static int buf_reserve(struct buf *b, size_t n)
     cap = b->cap ? b->cap : 64;
     while (cap < want)
         cap *= 2;
-    if (cap > b->max + 1)
+    if (cap - 1 > b->max)
         cap = b->max + 1;
     p = realloc(b->p, cap);
     if (!p)

@@ -184,8 +184,8 @@ int cmd_chat(int argc, char **argv)
 
     tty = isatty(STDIN_FILENO);
     if (tty)
-        printf("Rivet console chat: speaking as %s. Type /help; Ctrl-D quits.\n\n",
-               user ? user : ext_id);
+        printf("Rivet console chat: speaking as %s%s. Type /help; Ctrl-D quits.\n\n",
+               user ? user : "the admin of factory ", user ? "" : factory);
     for (;;) {
         struct msg m;
 

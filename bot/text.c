@@ -73,7 +73,7 @@ size_t utf8_chars(const char *s)
 
 size_t utf8_prefix(const char *s, size_t max)
 {
-    size_t len = strnlen(s, max + 1);
+    size_t len = max < SIZE_MAX ? strnlen(s, max + 1) : strlen(s);
 
     if (len <= max)
         return len;

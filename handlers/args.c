@@ -170,6 +170,31 @@ static int key_index(const char *word, const char *const *keys, int nkeys, size_
     return -1;
 }
 
+/* key="a quoted value": the index of the word that ends the quote opened
+ * at the start of v (i itself for a one-word value), or -1; the lengths of
+ * the quotes in *ol and *cl. */
+static int quoted_value_end(const struct args *args, int i, const char *v, size_t *ol,
+                            size_t *cl)
+{
+    for (size_t q = 0; q < sizeof(quotes) / sizeof(quotes[0]); q++) {
+        size_t o = strlen(quotes[q].open), c = strlen(quotes[q].close);
+
+        if (strncmp(v, quotes[q].open, o) != 0)
+            continue;
+        for (int j = i; j < args->n && (j == i || !args->tok[j].quoted); j++) {
+            const char *w = j == i ? v + o : args->tok[j].text;
+            size_t wl = strlen(w);
+
+            if (wl >= c && strcmp(w + wl - c, quotes[q].close) == 0) {
+                *ol = o;
+                *cl = c;
+                return j;
+            }
+        }
+    }
+    return -1;
+}
+
 int args_options(struct arena *a, struct args *args, int from, const char *const *keys,
                  const bool *absorbs, int nkeys, const char **vals, const char **bad)
 {
@@ -192,6 +217,15 @@ int args_options(struct arena *a, struct args *args, int from, const char *const
             return -EINVAL;
         }
         last = i;
+        size_t ol, cl, vs = t->start + klen + 1;
+        int qend = quoted_value_end(args, i, t->text + klen + 1, &ol, &cl);
+        if (qend >= 0) {
+            vals[k] = arena_strndup(a, args->src + vs + ol, args->tok[qend].end - cl - vs - ol);
+            if (!vals[k])
+                return -ENOMEM;
+            i = qend;
+            continue;
+        }
         if (absorbs && absorbs[k]) {
             while (last + 1 < args->n && !args->tok[last + 1].quoted &&
                    key_index(args->tok[last + 1].text, keys, nkeys, &(size_t){0}) < 0)

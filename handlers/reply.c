@@ -63,8 +63,14 @@ void rb_addf(struct rb *rb, const char *fmt, ...)
 
         tmp[take] = '\0';
         nl = strrchr(tmp, '\n');
-        if (nl)
+        if (nl) {
             take = (size_t)(nl - tmp);
+        } else if (rb->b.len && (nl = memrchr(rb->b.p, '\n', rb->b.len))) {
+            /* No whole line in this piece: end at the last one already held. */
+            rb->b.len = (size_t)(nl - rb->b.p);
+            rb->b.p[rb->b.len] = '\0';
+            take = 0;
+        }
         buf_add(&rb->b, tmp, take);
         rb->full = true;
     }
@@ -86,7 +92,7 @@ void rb_send(struct hctx *ctx, struct rb *rb)
 
 void reply(struct hctx *ctx, const char *fmt, ...)
 {
-    char tmp[REPLY_MAX_BYTES + 1];
+    char tmp[REPLY_MAX_BYTES + 2]; /* one byte past the limit shows a cut character */
     va_list ap;
     int n;
 
