@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "arena.h"
@@ -44,7 +45,13 @@ static bool at_space_or_end(const char *s)
 int args_parse(struct arena *a, const char *src, struct args *out)
 {
     size_t n = strlen(src), i = 0, cap = n / 2 + 2;
+    /* Where a search for each closing quote last failed: from there on it
+     * fails again, so a line full of lone quotes stays linear. */
+    size_t no_close_from[sizeof(quotes) / sizeof(quotes[0])];
     int count = 0;
+
+    for (size_t q = 0; q < sizeof(quotes) / sizeof(quotes[0]); q++)
+        no_close_from[q] = SIZE_MAX;
 
     memset(out, 0, sizeof(*out));
     out->src = src;
@@ -66,7 +73,7 @@ int args_parse(struct arena *a, const char *src, struct args *out)
             size_t ol = strlen(quotes[q].open), cl = strlen(quotes[q].close);
             const char *p, *close = NULL;
 
-            if (strncmp(src + i, quotes[q].open, ol) != 0)
+            if (strncmp(src + i, quotes[q].open, ol) != 0 || i >= no_close_from[q])
                 continue;
             /* The closing quote must end the word. */
             for (p = src + i + ol; (p = strstr(p, quotes[q].close)); p += cl) {
@@ -75,8 +82,10 @@ int args_parse(struct arena *a, const char *src, struct args *out)
                     break;
                 }
             }
-            if (!close)
+            if (!close) {
+                no_close_from[q] = i;
                 continue;
+            }
             word = arena_strndup(a, src + i + ol, (size_t)(close - (src + i + ol)));
             if (!word)
                 return -ENOMEM;
@@ -205,7 +214,8 @@ int args_options(struct arena *a, struct args *args, int from, const char *const
         vals[k] = NULL;
     for (int i = from; i < args->n; i++) {
         const struct token *t = &args->tok[i];
-        int last;
+        size_t ol, cl, vs;
+        int last, qend;
 
         k = t->quoted ? -1 : key_index(t->text, keys, nkeys, &klen);
         if (k < 0) {
@@ -216,16 +226,17 @@ int args_options(struct arena *a, struct args *args, int from, const char *const
             *bad = t->text;
             return -EINVAL;
         }
-        last = i;
-        size_t ol, cl, vs = t->start + klen + 1;
-        int qend = quoted_value_end(args, i, t->text + klen + 1, &ol, &cl);
+        vs = t->start + klen + 1; /* where the value starts in src */
+        qend = quoted_value_end(args, i, t->text + klen + 1, &ol, &cl);
         if (qend >= 0) {
+            /* key="a quoted value", possibly over several words */
             vals[k] = arena_strndup(a, args->src + vs + ol, args->tok[qend].end - cl - vs - ol);
             if (!vals[k])
                 return -ENOMEM;
             i = qend;
             continue;
         }
+        last = i;
         if (absorbs && absorbs[k]) {
             while (last + 1 < args->n && !args->tok[last + 1].quoted &&
                    key_index(args->tok[last + 1].text, keys, nkeys, &(size_t){0}) < 0)
@@ -233,16 +244,15 @@ int args_options(struct arena *a, struct args *args, int from, const char *const
         }
         if (last == i) {
             vals[k] = t->text + klen + 1;
-            /* key="quoted value" */
-            size_t vl = strlen(vals[k]);
-            if (vl >= 2 && (vals[k][0] == '"' || vals[k][0] == '\'') && vals[k][vl - 1] == vals[k][0])
-                vals[k] = arena_strndup(a, vals[k] + 1, vl - 2);
         } else {
-            vals[k] = arena_strndup(a, args->src + t->start + klen + 1,
-                                    args->tok[last].end - t->start - klen - 1);
+            size_t sp;
+            /* "location= Line 3": the value starts at the next word. */
+            while (vs < args->tok[last].end && is_space(args->src + vs, &sp))
+                vs += sp;
+            vals[k] = arena_strndup(a, args->src + vs, args->tok[last].end - vs);
+            if (!vals[k])
+                return -ENOMEM;
         }
-        if (!vals[k])
-            return -ENOMEM;
         i = last;
     }
     args->n = w;

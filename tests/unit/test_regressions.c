@@ -118,6 +118,33 @@ static void test_options_quoted_value_with_spaces(void **state)
     assert_int_equal(args.n, 2);
 }
 
+/* An absorbing option with nothing after '=' takes the next words, without
+ * the space between; a line of lone quotes is split as plain words. */
+static void test_options_empty_value_then_words(void **state)
+{
+    static const char *const keys[] = {"location"};
+    static const bool absorbs[] = {true};
+    struct fixture *f = *state;
+    const char *vals[1], *bad = NULL;
+    struct args args;
+    char line[4096];
+    size_t o = 0;
+
+    assert_int_equal(args_parse(f->a, "/equip edit EQ-2026-000001 location= Line 3", &args), 0);
+    assert_int_equal(args_options(f->a, &args, 2, keys, absorbs, 1, vals, &bad), 0);
+    assert_string_equal(vals[0], "Line 3");
+
+    while (o + 3 < sizeof(line) - 1) {
+        memcpy(line + o, "\"q ", 3);
+        o += 3;
+    }
+    line[o] = '\0';
+    assert_int_equal(args_parse(f->a, line, &args), 0);
+    assert_int_equal(args.n, (int)(o / 3));
+    assert_string_equal(args.tok[0].text, "\"q");
+    assert_false(args.tok[args.n - 1].quoted);
+}
+
 /* text.c utf8_prefix(): SIZE_MAX as "no limit". */
 static void test_utf8_prefix_size_max(void **state)
 {
@@ -141,6 +168,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reply_long_cut_on_character, ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_rb_cut_at_whole_line, ctx_setup, ctx_teardown),
         cmocka_unit_test_setup_teardown(test_options_quoted_value_with_spaces, ctx_setup,
+                                        ctx_teardown),
+        cmocka_unit_test_setup_teardown(test_options_empty_value_then_words, ctx_setup,
                                         ctx_teardown),
         cmocka_unit_test(test_utf8_prefix_size_max),
         cmocka_unit_test(test_buf_max_size_max),
