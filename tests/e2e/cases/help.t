@@ -1,0 +1,183 @@
+# /help, /help COMMAND, unknown commands and plain text, as the admin of the
+# default factory "demo" (which `rivet chat` creates).
+
+=== /help lists every command with an example
+run: rivet chat --echo
+---
+> /help
+Rivet commands:
+
+/start [CODE]
+  join your factory with an invite code
+  e.g. /start K7QM-3XHP-RT2A
+
+/help [COMMAND]
+  all commands, or one in detail
+  e.g. /help wo
+
+/equip list [PAGE]
+  equipment, newest first
+  e.g. /equip list 2
+
+/equip search TEXT
+  find machines; typos are fine
+  e.g. /equip search simens g120
+
+/equip view EQ-NUMBER|TEXT
+  one machine and its open work orders
+  e.g. /equip view EQ-2026-000001
+
+/equip add MANUFACTURER MODEL [serial=…] [location=…] [name=…] [criticality=…]
+  register a machine
+  e.g. /equip add Siemens G120C serial=XAJ123 location=Line 2
+
+/equip edit EQ-NUMBER FIELD=VALUE …
+  change name, manufacturer, model, serial, location or criticality
+  e.g. /equip edit EQ-2026-000001 location=Line 3
+
+/wo list [open|mine|all|STATUS] [PAGE]
+  work orders, most urgent first
+  e.g. /wo list mine
+
+/wo view WO-NUMBER
+  one work order with its history
+  e.g. /wo view WO-2026-000001
+
+/wo new EQ-NUMBER TITLE [priority=low|medium|high|critical]
+  open a work order on a machine
+  e.g. /wo new EQ-2026-000001 Coolant leak at pump priority=high
+
+/wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled
+  move a work order along
+  e.g. /wo status WO-2026-000001 completed
+
+/wo note WO-NUMBER TEXT
+  add a note
+  e.g. /wo note WO-2026-000001 Seal replaced
+
+/wo assign WO-NUMBER USER|me
+  give it to someone
+  e.g. /wo assign WO-2026-000001 me
+
+/stats
+  the plant at a glance
+  e.g. /stats
+
+Status: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 cancelled
+Priority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical
+
+=== /help COMMAND shows that command's usages, with or without the slash, any case
+run: rivet chat --echo
+---
+> /help equip
+How to use /equip:
+
+/equip list [PAGE]
+  equipment, newest first
+  e.g. /equip list 2
+
+/equip search TEXT
+  find machines; typos are fine
+  e.g. /equip search simens g120
+
+/equip view EQ-NUMBER|TEXT
+  one machine and its open work orders
+  e.g. /equip view EQ-2026-000001
+
+/equip add MANUFACTURER MODEL [serial=…] [location=…] [name=…] [criticality=…]
+  register a machine
+  e.g. /equip add Siemens G120C serial=XAJ123 location=Line 2
+
+/equip edit EQ-NUMBER FIELD=VALUE …
+  change name, manufacturer, model, serial, location or criticality
+  e.g. /equip edit EQ-2026-000001 location=Line 3
+
+> /HELP /WO
+How to use /wo:
+
+/wo list [open|mine|all|STATUS] [PAGE]
+  work orders, most urgent first
+  e.g. /wo list mine
+
+/wo view WO-NUMBER
+  one work order with its history
+  e.g. /wo view WO-2026-000001
+
+/wo new EQ-NUMBER TITLE [priority=low|medium|high|critical]
+  open a work order on a machine
+  e.g. /wo new EQ-2026-000001 Coolant leak at pump priority=high
+
+/wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled
+  move a work order along
+  e.g. /wo status WO-2026-000001 completed
+
+/wo note WO-NUMBER TEXT
+  add a note
+  e.g. /wo note WO-2026-000001 Seal replaced
+
+/wo assign WO-NUMBER USER|me
+  give it to someone
+  e.g. /wo assign WO-2026-000001 me
+
+> /help stats
+How to use /stats:
+
+/stats
+  the plant at a glance
+  e.g. /stats
+
+> /help start
+How to use /start:
+
+/start [CODE]
+  join your factory with an invite code
+  e.g. /start K7QM-3XHP-RT2A
+
+> /help help
+How to use /help:
+
+/help [COMMAND]
+  all commands, or one in detail
+  e.g. /help wo
+
+=== /help of an unknown command says so, with a suggestion when one is close
+run: rivet chat --echo
+---
+> /help eqip
+There is no command /eqip. Did you mean /equip? Send /help for the list.
+
+> /help xyzzy
+There is no command /xyzzy. Send /help for the list.
+
+=== /start as a known user welcomes them back with factory and role
+run: rivet chat --echo
+---
+> /start
+👋 Welcome back, Admin. You are admin at demo.
+Send /help to see what Rivet can do.
+
+=== unknown commands get "Did you mean", plain text gets a pointer to /help
+run: rivet chat --echo
+---
+> /eqip list
+Unknown command /eqip. Did you mean /equip? Send /help for the list.
+
+> /statz
+Unknown command /statz. Did you mean /stats? Send /help for the list.
+
+> /WOO
+Unknown command /woo. Did you mean /wo? Send /help for the list.
+
+> /frobnicate now
+Unknown command /frobnicate. Send /help for the list.
+
+> hello, is anyone there?
+Rivet understands commands for now. Send /help for the list.
+
+> equip list
+Rivet understands commands for now. Send /help for the list.
+
+=== empty and blank lines get no reply
+run: printf '\n   \n\t\n/stats now\n' | rivet chat
+---
+Usage: /stats
