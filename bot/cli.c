@@ -114,9 +114,12 @@ out:
 int cmd_invite(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"factory", required_argument, NULL, 'f'}, {"role", required_argument, NULL, 'r'},
-        {"uses", required_argument, NULL, 'u'},    {"expires", required_argument, NULL, 'e'},
-        {"quiet", no_argument, NULL, 'q'},         {"help", no_argument, NULL, 'h'},
+        {"factory", required_argument, NULL, 'f'},
+        {"role", required_argument, NULL, 'r'},
+        {"uses", required_argument, NULL, 'u'},
+        {"expires", required_argument, NULL, 'e'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
         {0},
     };
     const char *factory = NULL, *role = NULL;
@@ -157,7 +160,7 @@ int cmd_invite(int argc, char **argv)
             fputs(invite_usage, stdout);
             return 0;
         default:
-            return usage_error("invite", "unknown option");
+            return bad_option("invite", argv);
         }
     }
     if (optind < argc)

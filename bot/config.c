@@ -164,8 +164,9 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
 
     cfg->database_url = env("DATABASE_URL");
     if (need_db && !cfg->database_url) {
-        snprintf(err, errlen, "DATABASE_URL is not set (a libpq connection string, e.g. "
-                              "postgresql://rivet@localhost/rivet)");
+        snprintf(err, errlen,
+                 "DATABASE_URL is not set (a libpq connection string, e.g. "
+                 "postgresql://rivet@localhost/rivet)");
         return -EINVAL;
     }
     if (cfg->database_url) {
@@ -174,8 +175,7 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
         if (!opts) {
             /* libpq's message may quote the string, which can hold a password:
              * name the setting only. */
-            snprintf(err, errlen,
-                     "DATABASE_URL is not a valid libpq connection string or URI");
+            snprintf(err, errlen, "DATABASE_URL is not a valid libpq connection string or URI");
             PQfreemem(perr);
             return -EINVAL;
         }

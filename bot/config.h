@@ -8,9 +8,9 @@
 #include <stddef.h>
 
 struct config {
-    const char *database_url;  /* DATABASE_URL: libpq conninfo or URI; required */
-    enum log_level log_level;  /* RIVET_LOG_LEVEL */
-    int statement_timeout_ms;  /* RIVET_STATEMENT_TIMEOUT_MS */
+    const char *database_url; /* DATABASE_URL: libpq conninfo or URI; required */
+    enum log_level log_level; /* RIVET_LOG_LEVEL */
+    int statement_timeout_ms; /* RIVET_STATEMENT_TIMEOUT_MS */
 };
 
 /* Reads KEY=VALUE lines from path into the environment. Blank lines and

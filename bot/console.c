@@ -158,7 +158,7 @@ int cmd_chat(int argc, char **argv)
             fputs(chat_usage, stdout);
             return 0;
         default:
-            return usage_error("chat", "unknown option");
+            return bad_option("chat", argv);
         }
     }
     if (optind < argc)

@@ -44,7 +44,10 @@ static const char main_usage[] =
 
 int usage_error(const char *cmd, const char *msg)
 {
-    fprintf(stderr, "rivet %s: %s\nTry 'rivet %s --help'.\n", cmd, msg, cmd);
+    if (!*cmd)
+        fprintf(stderr, "rivet: %s\nTry 'rivet --help'.\n", msg);
+    else
+        fprintf(stderr, "rivet %s: %s\nTry 'rivet %s --help'.\n", cmd, msg, cmd);
     return EXIT_USAGE;
 }
 
@@ -61,8 +64,8 @@ static int run_migrations(struct db *db, struct migrate_report *rep)
         return 1;
     }
     if (r < 0) {
-        fprintf(stderr, "rivet: migration %s failed: %s\n",
-                rep->failed[0] ? rep->failed : "set-up", db_errmsg(db));
+        fprintf(stderr, "rivet: migration %s failed: %s\n", rep->failed[0] ? rep->failed : "set-up",
+                db_errmsg(db));
         return 1;
     }
     if (rep->applied)
@@ -88,6 +91,9 @@ int rivet_open_db(struct config *cfg, int migrate, struct db **ret)
     log_threshold = cfg->log_level;
     r = db_connect(cfg->database_url, cfg->statement_timeout_ms, &db, &dberr);
     if (r < 0) {
+        for (char *p = dberr; p && *p; p++) /* libpq's message spans lines */
+            if (*p == '\n' || *p == '\t')
+                *p = ' ';
         fprintf(stderr, "rivet: cannot connect to the database (DATABASE_URL): %s\n",
                 dberr ? dberr : strerror(-r));
         free(dberr);
@@ -101,6 +107,18 @@ int rivet_open_db(struct config *cfg, int migrate, struct db **ret)
     return 0;
 }
 
+int bad_option(const char *cmd, char **argv)
+{
+    char msg[160];
+    const char *word = optind > 0 ? argv[optind - 1] : "?";
+
+    if (strncmp(word, "--", 2) != 0 && optopt > ' ' && optopt < 127)
+        snprintf(msg, sizeof(msg), "option -%c is unknown or needs a value", optopt);
+    else
+        snprintf(msg, sizeof(msg), "option '%.100s' is unknown or needs a value", word);
+    return usage_error(cmd, msg);
+}
+
 static int help_only(const char *cmd, int argc, char **argv, const char *usage)
 {
     static const struct option opts[] = {{"help", no_argument, NULL, 'h'}, {0}};
@@ -112,7 +130,7 @@ static int help_only(const char *cmd, int argc, char **argv, const char *usage)
             fputs(usage, stdout);
             return 0;
         }
-        return usage_error(cmd, "unknown option");
+        return bad_option(cmd, argv);
     }
     if (optind < argc)
         return usage_error(cmd, "unexpected argument");
@@ -220,6 +238,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     setenv("OMP_THREAD_LIMIT", "1", 0);
+    opterr = 0; /* bad_option() says it once, in Rivet's words */
 
     while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {
@@ -235,8 +254,7 @@ int main(int argc, char **argv)
         case 'V':
             return cmd_version(1, argv);
         default:
-            fputs(main_usage, stderr);
-            return EXIT_USAGE;
+            return bad_option("", argv);
         }
     }
     if (optind >= argc) {

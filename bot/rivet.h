@@ -21,7 +21,11 @@ int cmd_factory(int argc, char **argv);
 int cmd_invite(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
-/* Reports a wrong argument: prints "rivet CMD: msg" and the usage hint. */
+/* Reports a wrong argument: prints "rivet CMD: msg" and the usage hint.
+ * Returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *msg);
+/* The same for the option getopt_long() just refused (opterr is 0, so
+ * getopt itself prints nothing). */
+int bad_option(const char *cmd, char **argv);
 
 #endif

@@ -57,6 +57,13 @@ bool text_has_control(const char *str, size_t n)
         /* U+0080..U+009F are encoded as C2 80..C2 9F. */
         if (s[i] == 0xc2 && i + 1 < n && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
             return true;
+        /* Bidirectional overrides and isolates (U+202A..U+202E, U+2066..U+2069)
+         * make stored text display as something else; U+FEFF is invisible. */
+        if (i + 2 < n &&
+            ((s[i] == 0xe2 && s[i + 1] == 0x80 && s[i + 2] >= 0xaa && s[i + 2] <= 0xae) ||
+             (s[i] == 0xe2 && s[i + 1] == 0x81 && s[i + 2] >= 0xa6 && s[i + 2] <= 0xa9) ||
+             (s[i] == 0xef && s[i + 1] == 0xbb && s[i + 2] == 0xbf)))
+            return true;
     }
     return false;
 }

@@ -12,8 +12,9 @@ struct arena;
  * nothing above U+10FFFF). */
 bool utf8_valid(const char *s, size_t n);
 
-/* True when s holds a control character other than tab and newline:
- * C0, DEL, or C1 (U+0080..U+009F). s must be valid UTF-8. */
+/* True when s holds a control character other than tab and newline: C0,
+ * DEL, C1 (U+0080..U+009F), a bidirectional override or isolate
+ * (U+202A..U+202E, U+2066..U+2069) or U+FEFF. s must be valid UTF-8. */
 bool text_has_control(const char *s, size_t n);
 
 /* Number of code points in valid UTF-8 s. */

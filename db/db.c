@@ -71,8 +71,7 @@ static int map_result(struct db *db, const PGresult *res)
         return -EIO;
     if (strcmp(state, "23505") == 0)
         return -EEXIST;
-    if (strcmp(state, "23514") == 0 || strcmp(state, "22001") == 0 ||
-        strcmp(state, "23502") == 0)
+    if (strcmp(state, "23514") == 0 || strcmp(state, "22001") == 0 || strcmp(state, "23502") == 0)
         return -EINVAL;
     if (strcmp(state, "23503") == 0)
         return -ENOENT;

@@ -49,7 +49,7 @@ int db_slugify(const char *name, char *out, size_t n);
 int db_factory_create(struct db *db, struct arena *a, const char *name, struct factory *ret);
 /* Finds a factory by slug or by name (case-insensitive). */
 int db_factory_find(struct db *db, struct arena *a, const char *name, struct factory *ret);
-/* Writes one line per factory: "slug<TAB>name<TAB>users<TAB>equipment". */
+/* Writes one line per factory: "slug<TAB>name<TAB>N users<TAB>N equipment". */
 int db_factory_list_print(struct db *db, FILE *out);
 /* Finds, or creates when missing. */
 int db_factory_ensure(struct db *db, struct arena *a, const char *name, struct factory *ret);
@@ -91,6 +91,7 @@ struct equipment {
     const char *nameplate; /* JSON text */
     const char *created_at, *created_by;
     int open_work_orders;
+    bool substring; /* from a search: the text appears as typed, not just alike */
 };
 
 /* Fields of an equipment record a user may set; NULL leaves one unchanged
@@ -118,7 +119,7 @@ const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory
 
 /* ---- work orders ---- */
 struct work_order {
-    int64_t id, equipment_id;
+    int64_t id, equipment_id, assignee_id;
     const char *number, *title, *description, *status, *priority;
     const char *equipment_number, *equipment_label;
     const char *assignee, *created_by, *created_at, *updated_at, *completed_at, *completed_by;
@@ -139,8 +140,8 @@ int db_wo_get(struct db *db, struct arena *a, int64_t factory_id, const char *nu
 /* A page of work orders, highest priority first, then oldest. status is
  * used with WO_STATUS, user_id with WO_MINE. */
 int db_wo_list(struct db *db, struct arena *a, int64_t factory_id, enum wo_filter filter,
-               const char *status, int64_t user_id, int offset, int limit,
-               struct work_order **ret, int *n, int *total);
+               const char *status, int64_t user_id, int offset, int limit, struct work_order **ret,
+               int *n, int *total);
 /* Open (not completed or cancelled) work orders of one machine. */
 int db_wo_list_equipment(struct db *db, struct arena *a, int64_t factory_id, int64_t equipment_id,
                          int limit, struct work_order **ret, int *n);
@@ -152,9 +153,10 @@ int db_wo_add_note(struct db *db, int64_t factory_id, int64_t wo_id, int64_t use
                    const char *text);
 int db_wo_assign(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_id,
                  int64_t assignee_id, const char *assignee_name);
-/* The newest events of a work order, oldest first. */
+/* The newest events of a work order, oldest first; *total gets how many it
+ * has in all. */
 int db_wo_events(struct db *db, struct arena *a, int64_t factory_id, int64_t wo_id, int limit,
-                 struct wo_event **ret, int *n);
+                 struct wo_event **ret, int *n, int *total);
 const char *db_wo_suggest(struct db *db, struct arena *a, int64_t factory_id, const char *number);
 
 /* ---- statistics ---- */

@@ -31,6 +31,7 @@ static void eq_from(struct arena *a, PGresult *res, int row, struct equipment *e
     e->created_at = db_str(a, res, row, 9);
     e->created_by = db_str(a, res, row, 10);
     e->open_work_orders = db_int(res, row, 11);
+    e->substring = PQnfields(res) > 12 && PQgetvalue(res, row, 12)[0] == 't';
 }
 
 static int eq_rows(struct arena *a, PGresult *res, struct equipment **ret, int *n)
@@ -132,13 +133,12 @@ int db_equipment_update(struct db *db, struct arena *a, int64_t factory_id, cons
 int db_equipment_list(struct db *db, struct arena *a, int64_t factory_id, int offset, int limit,
                       struct equipment **ret, int *n, int *total)
 {
-    static const struct db_stmt page = {
-        "equipment_list",
-        "SELECT " EQ_COLUMNS EQ_FROM "WHERE e.factory_id = $1 "
-        "ORDER BY e.created_at DESC, e.id DESC OFFSET $2 LIMIT $3",
-        3};
-    static const struct db_stmt count = {
-        "equipment_count", "SELECT count(*) FROM equipment WHERE factory_id = $1", 1};
+    static const struct db_stmt page = {"equipment_list",
+                                        "SELECT " EQ_COLUMNS EQ_FROM "WHERE e.factory_id = $1 "
+                                        "ORDER BY e.created_at DESC, e.id DESC OFFSET $2 LIMIT $3",
+                                        3};
+    static const struct db_stmt count = {"equipment_count",
+                                         "SELECT count(*) FROM equipment WHERE factory_id = $1", 1};
     struct db_num fid, off, lim;
     PGresult *res;
     int r;
@@ -148,8 +148,8 @@ int db_equipment_list(struct db *db, struct arena *a, int64_t factory_id, int of
         return r;
     *total = db_int(res, 0, 0);
     PQclear(res);
-    r = db_query(db, &page,
-                 (const char *[]){fid.s, db_num(&off, offset), db_num(&lim, limit)}, &res);
+    r = db_query(db, &page, (const char *[]){fid.s, db_num(&off, offset), db_num(&lim, limit)},
+                 &res);
     if (r < 0)
         return r;
     r = eq_rows(a, res, ret, n);
@@ -167,9 +167,10 @@ int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, cons
         "equipment_search",
         "WITH q AS (SELECT lower($2) AS t, '%' || replace(replace(replace(lower($2), "
         "  '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' AS pat) "
-        "SELECT " EQ_COLUMNS EQ_FROM ", q "
+        "SELECT " EQ_COLUMNS ", e.search_text LIKE q.pat " EQ_FROM ", q "
         "WHERE e.factory_id = $1 AND (e.search_text LIKE q.pat OR q.t <% e.search_text) "
         "ORDER BY (e.search_text LIKE q.pat) DESC, word_similarity(q.t, e.search_text) DESC, "
+        "  similarity(q.t, lower(e.manufacturer || ' ' || e.model)) DESC, "
         "  similarity(q.t, e.search_text) DESC, e.id DESC LIMIT $3",
         3};
     struct db_num fid, lim;
@@ -190,8 +191,9 @@ const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory
 {
     static const struct db_stmt st = {
         "equipment_suggest",
-        "SELECT number FROM equipment WHERE factory_id = $1 AND similarity(number, upper($2)) > 0.3 "
-        "ORDER BY similarity(number, upper($2)) DESC, id DESC LIMIT 1",
+        "SELECT number FROM equipment WHERE factory_id = $1 "
+        "AND levenshtein(number, upper(left($2, 64))) <= 3 "
+        "ORDER BY levenshtein(number, upper(left($2, 64))), id DESC LIMIT 1",
         2};
     struct db_num fid;
     const char *s = NULL;

@@ -18,7 +18,7 @@ extern const unsigned n_migrations;
 
 struct migrate_report {
     int applied;         /* files applied by this run */
-    int current;         /* highest version in the database afterwards */
+    int current;         /* highest version of the list applied in the database afterwards */
     int unknown_version; /* > 0: the database has a newer migration than this binary */
     char failed[64];     /* the file that failed or whose checksum changed */
 };

@@ -39,9 +39,10 @@ static void factory_from(struct arena *a, PGresult *res, struct factory *f)
 
 int db_factory_create(struct db *db, struct arena *a, const char *name, struct factory *ret)
 {
-    static const struct db_stmt st = {
-        "factory_create", "INSERT INTO factories (slug, name) VALUES ($1, $2) "
-                          "RETURNING id, slug, name, timezone", 2};
+    static const struct db_stmt st = {"factory_create",
+                                      "INSERT INTO factories (slug, name) VALUES ($1, $2) "
+                                      "RETURNING id, slug, name, timezone",
+                                      2};
     char slug[64];
     PGresult *res;
     int r;
@@ -59,8 +60,9 @@ int db_factory_create(struct db *db, struct arena *a, const char *name, struct f
 int db_factory_find(struct db *db, struct arena *a, const char *name, struct factory *ret)
 {
     static const struct db_stmt st = {
-        "factory_find", "SELECT id, slug, name, timezone FROM factories "
-                        "WHERE slug = $1 OR lower(name) = lower($2) ORDER BY slug = $1 DESC LIMIT 1",
+        "factory_find",
+        "SELECT id, slug, name, timezone FROM factories "
+        "WHERE slug = $1 OR lower(name) = lower($2) ORDER BY slug = $1 DESC LIMIT 1",
         2};
     char slug[64];
     PGresult *res;
@@ -95,8 +97,9 @@ int db_factory_list_print(struct db *db, FILE *out)
     if (r < 0)
         return r;
     for (int i = 0; i < PQntuples(res); i++)
-        fprintf(out, "%s\t%s\t%s users\t%s equipment\n", PQgetvalue(res, i, 0),
-                PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
+        fprintf(out, "%s\t%s\t%s user%s\t%s equipment\n", PQgetvalue(res, i, 0),
+                PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                strcmp(PQgetvalue(res, i, 2), "1") == 0 ? "" : "s", PQgetvalue(res, i, 3));
     PQclear(res);
     return 0;
 }
@@ -155,8 +158,7 @@ int db_user_by_identity(struct db *db, struct arena *a, enum channel ch, const c
 }
 
 int db_user_create(struct db *db, struct arena *a, int64_t factory_id, enum channel ch,
-                   const char *ext_id, const char *display_name, const char *role,
-                   struct user *ret)
+                   const char *ext_id, const char *display_name, const char *role, struct user *ret)
 {
     static const struct db_stmt st = {
         "user_create",

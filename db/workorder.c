@@ -11,9 +11,9 @@
 #define WO_COLUMNS                                                                                 \
     "w.id, w.equipment_id, w.number, w.title, w.description, w.status, w.priority, e.number, "     \
     "e.manufacturer || ' ' || e.model || coalesce(' (' || e.name || ')', ''), "                    \
-    "ua.display_name, uc.display_name, " TS("w.created_at") ", " TS("w.updated_at") ", "           \
-    TS("w.completed_at") ", ud.display_name, "                                                     \
-    "extract(day FROM now() - w.created_at)::int "
+    "ua.display_name, uc.display_name, " TS("w.created_at") ", " TS("w.updated_at") ", " TS(       \
+        "w.completed_at") ", ud.display_name, "                                                    \
+                          "extract(day FROM now() - w.created_at)::int, w.assignee_id "
 #define WO_FROM                                                                                    \
     "FROM work_orders w JOIN factories f ON f.id = w.factory_id "                                  \
     "JOIN equipment e ON e.factory_id = w.factory_id AND e.id = w.equipment_id "                   \
@@ -42,6 +42,7 @@ static void wo_from(struct arena *a, PGresult *res, int row, struct work_order *
     w->completed_at = db_str(a, res, row, 13);
     w->completed_by = db_str(a, res, row, 14);
     w->age_days = db_int(res, row, 15);
+    w->assignee_id = db_i64(res, row, 16);
 }
 
 static int wo_rows(struct arena *a, PGresult *res, struct work_order **ret, int *n)
@@ -134,15 +135,14 @@ int db_wo_create(struct db *db, struct arena *a, int64_t factory_id, int64_t use
 }
 
 int db_wo_list(struct db *db, struct arena *a, int64_t factory_id, enum wo_filter filter,
-               const char *status, int64_t user_id, int offset, int limit,
-               struct work_order **ret, int *n, int *total)
+               const char *status, int64_t user_id, int offset, int limit, struct work_order **ret,
+               int *n, int *total)
 {
     /* One statement for every filter: $2 selects open ones, $3 a status,
      * $4 an assignee. count(*) OVER () gives the total with the page. */
     static const struct db_stmt st = {
         "wo_list",
-        "SELECT " WO_COLUMNS ", count(*) OVER () " WO_FROM
-        "WHERE w.factory_id = $1 "
+        "SELECT " WO_COLUMNS ", count(*) OVER () " WO_FROM "WHERE w.factory_id = $1 "
         "AND (NOT $2::boolean OR w.status IN ('open', 'in_progress', 'on_hold')) "
         "AND ($3::text IS NULL OR w.status = $3) "
         "AND ($4::bigint IS NULL OR w.assignee_id = $4) " WO_ORDER "OFFSET $5 LIMIT $6",
@@ -160,7 +160,7 @@ int db_wo_list(struct db *db, struct arena *a, int64_t factory_id, enum wo_filte
                  &res);
     if (r < 0)
         return r;
-    *total = PQntuples(res) > 0 ? db_int(res, 0, 16) : 0;
+    *total = PQntuples(res) > 0 ? db_int(res, 0, 17) : 0;
     if (*total == 0 && offset > 0) {
         /* Past the last page the window count is lost: count separately. */
         static const struct db_stmt cnt = {
@@ -200,10 +200,10 @@ int db_wo_list_equipment(struct db *db, struct arena *a, int64_t factory_id, int
     PGresult *res;
     int r;
 
-    r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), db_num(&eid, equipment_id),
-                                  db_num(&lim, limit)},
-                 &res);
+    r = db_query(
+        db, &st,
+        (const char *[]){db_num(&fid, factory_id), db_num(&eid, equipment_id), db_num(&lim, limit)},
+        &res);
     if (r < 0)
         return r;
     r = wo_rows(a, res, ret, n);
@@ -274,10 +274,10 @@ int db_wo_assign(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_
     PGresult *res;
     int r;
 
-    r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), db_num(&wid, wo_id),
-                                  db_num(&aid, assignee_id)},
-                 &res);
+    r = db_query(
+        db, &st,
+        (const char *[]){db_num(&fid, factory_id), db_num(&wid, wo_id), db_num(&aid, assignee_id)},
+        &res);
     if (r < 0)
         return r;
     if (PQntuples(res) == 0) {
@@ -293,29 +293,32 @@ int db_wo_assign(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_
 }
 
 int db_wo_events(struct db *db, struct arena *a, int64_t factory_id, int64_t wo_id, int limit,
-                 struct wo_event **ret, int *n)
+                 struct wo_event **ret, int *n, int *total)
 {
     static const struct db_stmt st = {
         "wo_events",
         "SELECT * FROM (SELECT ev.kind, u.display_name, ev.old_value, ev.new_value, "
-        "  " TS("ev.created_at") ", ev.id "
-        "  FROM work_order_events ev JOIN factories f ON f.id = ev.factory_id "
-        "  LEFT JOIN users u ON u.factory_id = ev.factory_id AND u.id = ev.user_id "
-        "  WHERE ev.factory_id = $1 AND ev.work_order_id = $2 ORDER BY ev.id DESC LIMIT $3) x "
-        "ORDER BY id",
+        "  " TS(
+            "ev.created_at") ", ev.id, count(*) OVER () "
+                             "  FROM work_order_events ev JOIN factories f ON f.id = ev.factory_id "
+                             "  LEFT JOIN users u ON u.factory_id = ev.factory_id AND u.id = "
+                             "ev.user_id "
+                             "  WHERE ev.factory_id = $1 AND ev.work_order_id = $2 ORDER BY ev.id "
+                             "DESC LIMIT $3) x "
+                             "ORDER BY id",
         3};
     struct db_num fid, wid, lim;
     struct wo_event *v;
     PGresult *res;
     int r, rows;
 
-    r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), db_num(&wid, wo_id),
-                                  db_num(&lim, limit)},
-                 &res);
+    r = db_query(
+        db, &st,
+        (const char *[]){db_num(&fid, factory_id), db_num(&wid, wo_id), db_num(&lim, limit)}, &res);
     if (r < 0)
         return r;
     rows = PQntuples(res);
+    *total = rows > 0 ? db_int(res, 0, 6) : 0;
     v = arena_alloc(a, sizeof(*v) * (size_t)(rows ? rows : 1));
     if (!v) {
         PQclear(res);
@@ -339,8 +342,8 @@ const char *db_wo_suggest(struct db *db, struct arena *a, int64_t factory_id, co
     static const struct db_stmt st = {
         "wo_suggest",
         "SELECT number FROM work_orders WHERE factory_id = $1 "
-        "AND similarity(number, upper($2)) > 0.3 "
-        "ORDER BY similarity(number, upper($2)) DESC, id DESC LIMIT 1",
+        "AND levenshtein(number, upper(left($2, 64))) <= 3 "
+        "ORDER BY levenshtein(number, upper(left($2, 64))), id DESC LIMIT 1",
         2};
     struct db_num fid;
     const char *s = NULL;
@@ -364,10 +367,12 @@ int db_stats(struct db *db, struct arena *a, int64_t factory_id, struct plant_st
         "  count(*) FILTER (WHERE status = 'on_hold'), "
         "  count(*) FILTER (WHERE status = 'completed'), "
         "  count(*) FILTER (WHERE status = 'cancelled'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') AND priority = 'low'), "
+        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') AND priority = "
+        "'low'), "
         "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') "
         "    AND priority = 'medium'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') AND priority = 'high'), "
+        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') AND priority = "
+        "'high'), "
         "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') "
         "    AND priority = 'critical'), "
         "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') "
@@ -376,11 +381,12 @@ int db_stats(struct db *db, struct arena *a, int64_t factory_id, struct plant_st
         1};
     static const struct db_stmt top = {
         "stats_top",
-        "SELECT e.number, e.manufacturer || ' ' || e.model, count(*) "
+        "SELECT e.number, e.manufacturer || ' ' || e.model || coalesce(' (' || e.name || ')', ''), "
+        "  count(*) "
         "FROM work_orders w JOIN equipment e ON e.factory_id = w.factory_id "
         "  AND e.id = w.equipment_id "
         "WHERE w.factory_id = $1 AND w.status IN ('open', 'in_progress', 'on_hold') "
-        "GROUP BY e.id, e.number, e.manufacturer, e.model ORDER BY count(*) DESC, e.id LIMIT 1",
+        "GROUP BY e.id ORDER BY count(*) DESC, e.id LIMIT 1",
         1};
     struct db_num fid;
     PGresult *res;

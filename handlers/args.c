@@ -13,11 +13,13 @@ struct quote {
 };
 
 static const struct quote quotes[] = {
-    {"\"", "\""}, {"'", "'"}, {"\xe2\x80\x9c", "\xe2\x80\x9d"}, /* “ ” */
-    {"\xe2\x80\x9e", "\xe2\x80\x9c"},                           /* „ “ */
-    {"\xe2\x80\x98", "\xe2\x80\x99"},                           /* ‘ ’ */
-    {"\xc2\xab", "\xc2\xbb"},                                   /* « » */
-    {"\xe2\x80\x9d", "\xe2\x80\x9d"},                           /* ” ” */
+    {"\"", "\""},
+    {"'", "'"},
+    {"\xe2\x80\x9c", "\xe2\x80\x9d"}, /* “ ” */
+    {"\xe2\x80\x9e", "\xe2\x80\x9c"}, /* „ “ */
+    {"\xe2\x80\x98", "\xe2\x80\x99"}, /* ‘ ’ */
+    {"\xc2\xab", "\xc2\xbb"},         /* « » */
+    {"\xe2\x80\x9d", "\xe2\x80\x9d"}, /* ” ” */
 };
 
 static bool is_space(const char *s, size_t *len)
@@ -182,8 +184,7 @@ static int key_index(const char *word, const char *const *keys, int nkeys, size_
 /* key="a quoted value": the index of the word that ends the quote opened
  * at the start of v (i itself for a one-word value), or -1; the lengths of
  * the quotes in *ol and *cl. */
-static int quoted_value_end(const struct args *args, int i, const char *v, size_t *ol,
-                            size_t *cl)
+static int quoted_value_end(const struct args *args, int i, const char *v, size_t *ol, size_t *cl)
 {
     for (size_t q = 0; q < sizeof(quotes) / sizeof(quotes[0]); q++) {
         size_t o = strlen(quotes[q].open), c = strlen(quotes[q].close);

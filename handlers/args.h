@@ -16,9 +16,9 @@ struct token {
 };
 
 struct args {
-    const char *src; /* the text parsed (borrowed) */
-    const char *cmd; /* "/equip": lower-case, "@botname" dropped; NULL when the
-                        text is not a command */
+    const char *src;   /* the text parsed (borrowed) */
+    const char *cmd;   /* "/equip": lower-case, "@botname" dropped; NULL when the
+                          text is not a command */
     struct token *tok; /* the words after the command */
     int n;
 };

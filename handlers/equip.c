@@ -60,7 +60,7 @@ static void card(struct hctx *ctx, const char *headline, const struct equipment 
             rb_addf(&rb, "%s %s %s %s\n", priority_emoji(wos[i].priority), wos[i].number,
                     status_emoji(wos[i].status), clip(ctx, wos[i].title, 60));
         if (e->open_work_orders > n)
-            rb_addf(&rb, "…and %d more: /wo list open\n", e->open_work_orders - n);
+            rb_addf(&rb, "…and %d more, less urgent.\n", e->open_work_orders - n);
     }
     rb_send(ctx, &rb);
 }
@@ -72,7 +72,8 @@ static int equip_list(struct hctx *ctx, struct args *args)
     int n, total, pages, r;
     struct rb rb;
 
-    if (args->n > 2 || (args->n == 2 && config_parse_int(args->tok[1].text, 1, 100000, &page) < 0)) {
+    if (args->n > 2 ||
+        (args->n == 2 && config_parse_int(args->tok[1].text, 1, 100000, &page) < 0)) {
         usage(ctx, "/equip list");
         return 0;
     }
@@ -173,22 +174,23 @@ static int equip_view(struct hctx *ctx, const char *target)
         return reply_db_error(ctx, r);
     if (n == 0)
         return not_found(ctx, target);
-    if (n == 1) {
+    /* One machine that holds the text as typed beats look-alikes. */
+    if (n == 1 || (v[0].substring && !v[1].substring)) {
         card(ctx, "🏭 ", &v[0]);
         return 0;
     }
-    matches(ctx,
-            arena_printf(ctx->a, "Several machines match \"%s\"; which one?",
-                         clip(ctx, target, 60)),
-            v, n);
+    matches(
+        ctx,
+        arena_printf(ctx->a, "Several machines match \"%s\"; which one?", clip(ctx, target, 60)), v,
+        n);
     return 0;
 }
 
 /* Checks the values given; replies and returns false on the first bad one. */
 static bool fields_ok(struct hctx *ctx, struct equipment_fields *f)
 {
-    const char *const *vals[N_KEYS] = {&f->name,   &f->manufacturer, &f->model,
-                                       &f->serial, &f->location,     &f->criticality};
+    const char **vals[N_KEYS] = {&f->name,   &f->manufacturer, &f->model,
+                                 &f->serial, &f->location,     &f->criticality};
 
     for (int k = 0; k < N_KEYS; k++) {
         if (!*vals[k])
@@ -202,9 +204,11 @@ static bool fields_ok(struct hctx *ctx, struct equipment_fields *f)
             f->criticality = c;
             continue;
         }
-        /* name, serial and location may be cleared with an empty value. */
-        if (!**vals[k] && (k == K_NAME || k == K_SERIAL || k == K_LOCATION))
+        /* name, serial and location are cleared with an empty value. */
+        if (text_blank(*vals[k]) && (k == K_NAME || k == K_SERIAL || k == K_LOCATION)) {
+            *vals[k] = "";
             continue;
+        }
         if (!field_ok(ctx, keys[k], *vals[k], FIELD_MAX_CHARS))
             return false;
     }
@@ -236,14 +240,15 @@ static int equip_add(struct hctx *ctx, struct args *args)
             reply(ctx, "Put a model with spaces in quotes: /equip add Siemens \"G120C PN\"");
         return 0;
     }
+    if (!fields_ok(ctx, &f))
+        return 0;
+    /* Blank optional fields of a new machine are simply not set. */
     if (f.name && !*f.name)
         f.name = NULL;
     if (f.serial && !*f.serial)
         f.serial = NULL;
     if (f.location && !*f.location)
         f.location = NULL;
-    if (!fields_ok(ctx, &f))
-        return 0;
     r = db_equipment_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, &f, &e);
     if (r < 0)
         return reply_db_error(ctx, r);
@@ -269,8 +274,9 @@ static int equip_edit(struct hctx *ctx, struct args *args)
         return 0;
     }
     if (args->n > 2) {
-        reply(ctx, "I can't change \"%s\". Fields: name, manufacturer, model, serial, location, "
-                   "criticality; e.g. location=\"Line 3\".",
+        reply(ctx,
+              "I can't change \"%s\". Fields: name, manufacturer, model, serial, location, "
+              "criticality; e.g. location=\"Line 3\".",
               clip(ctx, args->tok[2].text, 40));
         return 0;
     }

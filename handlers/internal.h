@@ -57,7 +57,10 @@ const char *priority_parse(const char *s);
 /* True when s looks like EQ-YYYY-NNNNNN (prefix "EQ") or WO-... */
 bool number_valid(const char *prefix, const char *s);
 
-/* Checks a free-text field: at most max characters, not empty. Replies with
+/* True when s holds nothing but spaces, tabs, newlines and no-break spaces. */
+bool text_blank(const char *s);
+
+/* Checks a free-text field: at most max characters, not blank. Replies with
  * what is wrong (naming the field) and returns false. */
 bool field_ok(struct hctx *ctx, const char *field, const char *value, size_t max);
 

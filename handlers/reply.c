@@ -118,29 +118,43 @@ int reply_db_error(struct hctx *ctx, int r)
 static const struct {
     const char *status, *emoji, *label;
 } statuses[] = {
-    {"open", "🟢", "open"},
-    {"in_progress", "🟡", "in progress"},
-    {"on_hold", "⏸", "on hold"},
-    {"completed", "✅", "completed"},
+    {"open", "🟢", "open"},        {"in_progress", "🟡", "in progress"},
+    {"on_hold", "⏸", "on hold"},   {"completed", "✅", "completed"},
     {"cancelled", "🔴", "cancelled"},
 };
 
 static const struct {
     const char *word, *status;
 } status_words[] = {
-    {"open", "open"},           {"reopen", "open"},          {"in_progress", "in_progress"},
-    {"in-progress", "in_progress"}, {"inprogress", "in_progress"}, {"progress", "in_progress"},
-    {"started", "in_progress"}, {"start", "in_progress"},    {"on_hold", "on_hold"},
-    {"on-hold", "on_hold"},     {"onhold", "on_hold"},       {"hold", "on_hold"},
-    {"completed", "completed"}, {"complete", "completed"},   {"done", "completed"},
-    {"closed", "completed"},    {"close", "completed"},      {"cancelled", "cancelled"},
-    {"canceled", "cancelled"},  {"cancel", "cancelled"},
+    {"open", "open"},
+    {"reopen", "open"},
+    {"in_progress", "in_progress"},
+    {"in-progress", "in_progress"},
+    {"inprogress", "in_progress"},
+    {"progress", "in_progress"},
+    {"started", "in_progress"},
+    {"start", "in_progress"},
+    {"on_hold", "on_hold"},
+    {"on-hold", "on_hold"},
+    {"onhold", "on_hold"},
+    {"hold", "on_hold"},
+    {"completed", "completed"},
+    {"complete", "completed"},
+    {"done", "completed"},
+    {"closed", "completed"},
+    {"close", "completed"},
+    {"cancelled", "cancelled"},
+    {"canceled", "cancelled"},
+    {"cancel", "cancelled"},
 };
 
 static const struct {
     const char *priority, *emoji;
 } priorities[] = {
-    {"low", "🔵"}, {"medium", "🟡"}, {"high", "🟠"}, {"critical", "🔴"},
+    {"low", "🔵"},
+    {"medium", "🟡"},
+    {"high", "🟠"},
+    {"critical", "🔴"},
 };
 
 const char *status_emoji(const char *status)
@@ -179,8 +193,8 @@ const char *priority_parse(const char *s)
 {
     static const struct {
         const char *word, *priority;
-    } words[] = {{"low", "low"},   {"medium", "medium"},     {"med", "medium"},
-                 {"normal", "medium"}, {"high", "high"},     {"critical", "critical"},
+    } words[] = {{"low", "low"},       {"medium", "medium"},  {"med", "medium"},
+                 {"normal", "medium"}, {"high", "high"},      {"critical", "critical"},
                  {"crit", "critical"}, {"urgent", "critical"}};
 
     for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
@@ -207,11 +221,24 @@ bool number_valid(const char *prefix, const char *s)
     return digits >= 6 && digits <= 12;
 }
 
+bool text_blank(const char *s)
+{
+    while (*s) {
+        if (*s == ' ' || *s == '\t' || *s == '\n')
+            s++;
+        else if ((unsigned char)s[0] == 0xc2 && (unsigned char)s[1] == 0xa0)
+            s += 2; /* U+00A0 no-break space */
+        else
+            return false;
+    }
+    return true;
+}
+
 bool field_ok(struct hctx *ctx, const char *field, const char *value, size_t max)
 {
     size_t chars;
 
-    if (!value || !*value) {
+    if (!value || text_blank(value)) {
         reply(ctx, "The %s is empty.", field);
         return false;
     }

@@ -28,8 +28,7 @@ static const struct usage usages[] = {
      "/wo list mine"},
     {"/wo", "/wo view WO-NUMBER", "one work order with its history", "/wo view WO-2026-000001"},
     {"/wo", "/wo new EQ-NUMBER TITLE [priority=low|medium|high|critical]",
-     "open a work order on a machine",
-     "/wo new EQ-2026-000001 Coolant leak at pump priority=high"},
+     "open a work order on a machine", "/wo new EQ-2026-000001 Coolant leak at pump priority=high"},
     {"/wo", "/wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled",
      "move a work order along", "/wo status WO-2026-000001 completed"},
     {"/wo", "/wo note WO-NUMBER TEXT", "add a note", "/wo note WO-2026-000001 Seal replaced"},
@@ -58,7 +57,8 @@ const char *help_suggest(const char *cmd)
 
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         int d = text_distance(cmd, commands[i]);
-        if (d < best_d) {
+        /* "/stat" is one edit from /start and /stats: the one it begins wins. */
+        if (d < best_d || (d == best_d && best && strncmp(commands[i], cmd, strlen(cmd)) == 0)) {
             best_d = d;
             best = commands[i];
         }
@@ -82,8 +82,9 @@ int cmd_start(struct hctx *ctx, struct args *args)
             reply(ctx, "You are already a member of %s. Send /help to see what Rivet can do.",
                   ctx->user.factory_name);
         else
-            reply(ctx, "👋 Welcome back, %s. You are %s at %s.\nSend /help to see what Rivet "
-                       "can do.",
+            reply(ctx,
+                  "👋 Welcome back, %s. You are %s at %s.\nSend /help to see what Rivet "
+                  "can do.",
                   ctx->user.display_name, ctx->user.role, ctx->user.factory_name);
         return 0;
     }
@@ -152,12 +153,12 @@ int cmd_help(struct hctx *ctx, struct args *args)
     for (size_t i = 0; i < N_USAGES; i++) {
         if (want && strcmp(usages[i].cmd, want) != 0)
             continue;
-        rb_addf(&rb, "\n%s\n  %s\n  e.g. %s\n", usages[i].usage, usages[i].what,
-                usages[i].example);
+        rb_addf(&rb, "\n%s\n  %s\n  e.g. %s\n", usages[i].usage, usages[i].what, usages[i].example);
     }
     if (!want)
-        rb_addf(&rb, "\nStatus: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 "
-                     "cancelled\nPriority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical\n");
+        rb_addf(&rb,
+                "\nStatus: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 "
+                "cancelled\nPriority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical\n");
     rb_send(ctx, &rb);
     return 0;
 }
@@ -169,7 +170,7 @@ static const struct {
     int (*fn)(struct hctx *ctx, struct args *args);
     bool for_strangers;
 } table[] = {
-    {"/start", cmd_start, true}, {"/help", cmd_help, false}, {"/equip", cmd_equip, false},
+    {"/start", cmd_start, true}, {"/help", cmd_help, false},   {"/equip", cmd_equip, false},
     {"/wo", cmd_wo, false},      {"/stats", cmd_stats, false},
 };
 

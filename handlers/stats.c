@@ -17,10 +17,13 @@ int cmd_stats(struct hctx *ctx, struct args *args)
     rb_init(&rb);
     rb_addf(&rb, "📊 %s\n", ctx->user.factory_name);
     rb_addf(&rb, "Equipment: %d\n", s.equipment);
-    rb_addf(&rb, "Work orders: 🟢 open %d · 🟡 in progress %d · ⏸ on hold %d · ✅ completed %d · "
-                 "🔴 cancelled %d\n",
-            s.by_status[0], s.by_status[1], s.by_status[2], s.by_status[3], s.by_status[4]);
-    rb_addf(&rb, "Open by priority: 🔴 critical %d · 🟠 high %d · 🟡 medium %d · 🔵 low %d\n",
+    rb_addf(
+        &rb,
+        "Work orders: 🟢 open %d · 🟡 in progress %d · ⏸ on hold %d · ✅ completed %d · "
+        "🔴 cancelled %d\n",
+        s.by_status[0], s.by_status[1], s.by_status[2], s.by_status[3], s.by_status[4]);
+    rb_addf(&rb,
+            "Open by priority: 🔴 critical %d · 🟠 high %d · 🟡 medium %d · 🔵 low %d\n",
             s.by_priority[3], s.by_priority[2], s.by_priority[1], s.by_priority[0]);
     rb_addf(&rb, "Open for more than 7 days: %d\n", s.open_older_7d);
     if (s.top_equipment_number)

@@ -101,6 +101,8 @@ static int wo_list(struct hctx *ctx, struct args *args)
             reply(ctx, "No open work orders are assigned to you.");
         else if (filter == WO_OPEN)
             reply(ctx, "No open work orders. 🎉");
+        else if (filter == WO_STATUS)
+            reply(ctx, "No work orders are %s %s.", status_emoji(status), status_label(status));
         else
             reply(ctx, "No work orders here yet. Open one: /wo new EQ-NUMBER TITLE");
         return 0;
@@ -141,8 +143,7 @@ static void event_line(struct hctx *ctx, struct rb *rb, const struct wo_event *e
     else if (strcmp(ev->kind, "note") == 0)
         rb_addf(rb, "%s %s: 📝 %s\n", ev->created_at, who, clip(ctx, ev->new_value, 300));
     else if (strcmp(ev->kind, "assign") == 0)
-        rb_addf(rb, "%s %s: assigned to %s\n", ev->created_at, who,
-                clip(ctx, ev->new_value, 30));
+        rb_addf(rb, "%s %s: assigned to %s\n", ev->created_at, who, clip(ctx, ev->new_value, 30));
     else
         rb_addf(rb, "%s %s: %s\n", ev->created_at, who, ev->kind);
 }
@@ -151,9 +152,9 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
 {
     struct wo_event *ev;
     struct rb rb;
-    int n, r;
+    int n, total, r;
 
-    r = db_wo_events(ctx->db, ctx->a, ctx->user.factory_id, w->id, 10, &ev, &n);
+    r = db_wo_events(ctx->db, ctx->a, ctx->user.factory_id, w->id, 10, &ev, &n, &total);
     if (r < 0)
         return reply_db_error(ctx, r);
     rb_init(&rb);
@@ -170,7 +171,10 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
     if (w->description)
         rb_addf(&rb, "\n%s\n", w->description);
     if (n > 0) {
-        rb_addf(&rb, "\nHistory:\n");
+        if (total > n)
+            rb_addf(&rb, "\nHistory (last %d of %d):\n", n, total);
+        else
+            rb_addf(&rb, "\nHistory:\n");
         for (int i = 0; i < n; i++)
             event_line(ctx, &rb, &ev[i]);
     }
@@ -239,8 +243,9 @@ static int wo_new(struct hctx *ctx, struct args *args)
                      &w);
     if (r < 0)
         return reply_db_error(ctx, r);
-    reply(ctx, "✅ Opened %s %s %s · %s\nEquipment: %s %s\nMove it along: /wo status %s "
-               "in_progress",
+    reply(ctx,
+          "✅ Opened %s %s %s · %s\nEquipment: %s %s\nMove it along: /wo status %s "
+          "in_progress",
           priority_emoji(w.priority), w.number, w.priority, w.title, w.equipment_number,
           w.equipment_label, w.number);
     return 0;
@@ -257,8 +262,9 @@ static int wo_status(struct hctx *ctx, struct args *args)
         return 0;
     }
     if (!(status = status_parse(args->tok[2].text))) {
-        reply(ctx, "Unknown status \"%s\". Use open, in_progress, on_hold, completed or "
-                   "cancelled.",
+        reply(ctx,
+              "Unknown status \"%s\". Use open, in_progress, on_hold, completed or "
+              "cancelled.",
               clip(ctx, args->tok[2].text, 30));
         return 0;
     }
@@ -271,8 +277,8 @@ static int wo_status(struct hctx *ctx, struct args *args)
         return 0;
     }
     if (r == -ESTALE) {
-        reply(ctx, "%s was changed by someone else just now. Check it with /wo view %s.",
-              w.number, w.number);
+        reply(ctx, "%s was changed by someone else just now. Check it with /wo view %s.", w.number,
+              w.number);
         return 0;
     }
     if (r < 0)
@@ -343,6 +349,10 @@ static int wo_assign(struct hctx *ctx, struct args *args)
         }
         if (r < 0)
             return reply_db_error(ctx, r);
+    }
+    if (w.assignee_id == u.id) {
+        reply(ctx, "%s is already assigned to %s.", w.number, u.display_name);
+        return 0;
     }
     r = db_wo_assign(ctx->db, ctx->user.factory_id, w.id, ctx->user.id, u.id, u.display_name);
     if (r < 0)

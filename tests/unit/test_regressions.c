@@ -110,8 +110,8 @@ static void test_options_quoted_value_with_spaces(void **state)
     assert_string_equal(vals[1], "G120C PN");
     assert_int_equal(args.n, 2);
 
-    assert_int_equal(args_parse(f->a, "/equip edit EQ-2026-000001 location=“Line 3” model='X 1'",
-                                &args), 0);
+    assert_int_equal(
+        args_parse(f->a, "/equip edit EQ-2026-000001 location=“Line 3” model='X 1'", &args), 0);
     assert_int_equal(args_options(f->a, &args, 2, keys, absorbs, 2, vals, &bad), 0);
     assert_string_equal(vals[0], "Line 3");
     assert_string_equal(vals[1], "X 1");

@@ -7,6 +7,8 @@ set: SOH=$'\x01'
 set: ESC=$'\x1b'
 set: DEL=$'\x7f'
 set: C1=$'\xc2\x85'
+set: RLO=$'\xe2\x80\xae'
+set: BOM=$'\xef\xbb\xbf'
 set: BAD=$'\xff\xfe'
 set: CUT=$'caf\xc3'
 set: OVERLONG=$'\xc0\xaf'
@@ -75,6 +77,12 @@ That message contains control characters. Please send plain text; nothing was ch
 That message contains control characters. Please send plain text; nothing was changed.
 
 > hello${SOH}
+That message contains control characters. Please send plain text; nothing was changed.
+
+> /wo note WO-YYYY-000001 invoice_${RLO}fdp.exe
+That message contains control characters. Please send plain text; nothing was changed.
+
+> /equip add Siemens G120C${BOM}
 That message contains control characters. Please send plain text; nothing was changed.
 
 === invalid UTF-8 in any argument is refused
@@ -158,4 +166,4 @@ Equipment: 1
 Work orders: 🟢 open 1 · 🟡 in progress 0 · ⏸ on hold 0 · ✅ completed 0 · 🔴 cancelled 0
 Open by priority: 🔴 critical 0 · 🟠 high 0 · 🟡 medium 1 · 🔵 low 0
 Open for more than 7 days: 0
-Most open work orders: EQ-YYYY-000001 Siemens G120C (1)
+Most open work orders: EQ-YYYY-000001 Siemens G120C (Main drive) (1)

@@ -156,7 +156,7 @@ Open for more than 7 days: 0
 
 === rivet chat with bad options exits 2
 run: rivet chat --bogus </dev/null; echo "exit $?"; rivet chat --user '' </dev/null; echo "exit $?"; rivet chat extra </dev/null; echo "exit $?"; rivet chat --factory '!!!' </dev/null; echo "exit $?"
-stderr: rivet chat: unknown option
+stderr: rivet chat: option '--bogus' is unknown
 stderr: rivet chat: --user must be 1 to 100 bytes of text
 stderr: rivet chat: unexpected argument
 stderr: rivet chat: --factory must name a factory with a letter or digit

@@ -225,7 +225,7 @@ serial=B is given twice.
 run: rivet chat --echo
 ---
 > /equip edit EQ-YYYY-000042 location=x
-No equipment EQ-YYYY-000042. Did you mean EQ-YYYY-000004?
+No equipment EQ-YYYY-000042. Did you mean EQ-YYYY-000002?
 
 === /equip edit without a valid number or without fields gets the usage line
 run: rivet chat --echo

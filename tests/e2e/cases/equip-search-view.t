@@ -132,6 +132,13 @@ Several machines match "grundfos"; which one?
 EQ-YYYY-000004 · Grundfos CR15 — Spare pump
 EQ-YYYY-000003 · Grundfos CR10 — Coolant pump · Line 2
 
+=== /equip view of text that only one machine holds as typed shows that one
+run: rivet chat --echo | head -n 3
+---
+> /equip view spare pump
+🏭 EQ-YYYY-000004
+Grundfos CR15
+
 === /equip view of an unknown machine says not found, with the closest number
 run: rivet chat --echo
 ---

@@ -165,6 +165,9 @@ Unknown command /eqip. Did you mean /equip? Send /help for the list.
 > /statz
 Unknown command /statz. Did you mean /stats? Send /help for the list.
 
+> /stat
+Unknown command /stat. Did you mean /stats? Send /help for the list.
+
 > /WOO
 Unknown command /woo. Did you mean /wo? Send /help for the list.
 

@@ -43,7 +43,7 @@ Equipment: 3
 Work orders: 🟢 open 2 · 🟡 in progress 1 · ⏸ on hold 1 · ✅ completed 1 · 🔴 cancelled 1
 Open by priority: 🔴 critical 1 · 🟠 high 1 · 🟡 medium 1 · 🔵 low 1
 Open for more than 7 days: 1
-Most open work orders: EQ-YYYY-000001 Siemens G120C (3)
+Most open work orders: EQ-YYYY-000001 Siemens G120C (Main drive) (3)
 
 > /wo list
 🛠 Open work orders (4)

@@ -128,4 +128,4 @@ Open work orders: 11
 🟡 WO-YYYY-000007 🟢 Job 7
 🟡 WO-YYYY-000008 🟢 Job 8
 🟡 WO-YYYY-000009 🟢 Job 9
-…and 1 more: /wo list open
+…and 1 more, less urgent.

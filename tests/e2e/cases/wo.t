@@ -299,7 +299,7 @@ Usage: /wo view WO-NUMBER
 Usage: /wo view WO-NUMBER
 
 > /wo view WO-YYYY-000010
-No work order WO-YYYY-000010. Did you mean WO-YYYY-000001?
+No work order WO-YYYY-000010. Did you mean WO-YYYY-000004?
 
 > /wo frobnicate
 Unknown /wo action "frobnicate". Send /help wo.
@@ -312,3 +312,49 @@ run: psql -XAtq -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "SELECT count(*) FROM equi
 '; DROP TABLE work_orders; --
 Robert'); DELETE FROM equipment WHERE 1=1; -- <b>bold</b> *stars* %s %n $1 \N
 Seal   replaced,  see photo
+
+=== assigning to the person who has it already says so and records nothing
+run: rivet chat --echo
+---
+> /wo assign WO-YYYY-000001 me
+WO-YYYY-000001 is already assigned to Admin.
+
+> /wo list on_hold
+No work orders are ⏸ on hold.
+
+=== a long history shows its last ten events and says how many there are
+stdin: /wo note WO-YYYY-000004 one
+stdin: /wo note WO-YYYY-000004 two
+stdin: /wo note WO-YYYY-000004 three
+stdin: /wo note WO-YYYY-000004 four
+stdin: /wo note WO-YYYY-000004 five
+stdin: /wo note WO-YYYY-000004 six
+stdin: /wo note WO-YYYY-000004 seven
+stdin: /wo note WO-YYYY-000004 eight
+stdin: /wo note WO-YYYY-000004 nine
+stdin: /wo view WO-YYYY-000004
+run: rivet chat | tail -n 12
+---
+History (last 10 of 11):
+YYYY-MM-DD HH:MM Admin: open → ✅ completed
+YYYY-MM-DD HH:MM Admin: 📝 one
+YYYY-MM-DD HH:MM Admin: 📝 two
+YYYY-MM-DD HH:MM Admin: 📝 three
+YYYY-MM-DD HH:MM Admin: 📝 four
+YYYY-MM-DD HH:MM Admin: 📝 five
+YYYY-MM-DD HH:MM Admin: 📝 six
+YYYY-MM-DD HH:MM Admin: 📝 seven
+YYYY-MM-DD HH:MM Admin: 📝 eight
+YYYY-MM-DD HH:MM Admin: 📝 nine
+
+=== a title or note of nothing but spaces is refused
+run: rivet chat --echo
+---
+> /wo new EQ-YYYY-000001 "   "
+The title is empty.
+
+> /wo note WO-YYYY-000001 '  '
+The note is empty.
+
+> /equip search "   "
+The search text is empty.
