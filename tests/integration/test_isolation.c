@@ -426,7 +426,7 @@ static void test_stranger_refused(void **state)
 static void invite(struct fixture *f, int64_t factory, const char *role, int uses, bool lower,
                    char *cmd, size_t n, char *code)
 {
-    char c[32];
+    char c[16];
 
     assert_int_equal(db_invite_create(f->db, factory, role, uses, 3600, c, sizeof(c)), 0);
     assert_int_equal(strlen(c), 14);
@@ -436,7 +436,7 @@ static void invite(struct fixture *f, int64_t factory, const char *role, int use
                 *p = (char)(*p - 'A' + 'a');
     snprintf(cmd, n, "/start %s", c);
     if (code)
-        snprintf(code, 16, "%s", c);
+        memcpy(code, c, sizeof(c));
 }
 
 static void test_invites(void **state)
