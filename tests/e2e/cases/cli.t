@@ -225,3 +225,30 @@ stderr: rivet: cannot read env file missing.env: No such file or directory
 exit 2
 exit 2
 exit 2
+
+=== rivet serve migrates, says it is ready and stops cleanly on SIGTERM
+run: rivet serve 2>serve.log & pid=$!; for i in $(seq 1 200); do grep -q 'ev=serve.ready' serve.log && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo "exit $?"; grep -c 'ev=serve.stop signal=SIGTERM' serve.log
+---
+exit 0
+1
+
+=== rivet version names rivet and every library it is built on
+run: v=$(rivet version); for w in rivet libpq libcurl jansson libmosquitto libmicrohttpd tesseract leptonica pcre2 OpenSSL 'schema version'; do case $v in *"$w"*) echo "$w";; *) echo "MISSING $w";; esac; done
+---
+rivet
+libpq
+libcurl
+jansson
+libmosquitto
+libmicrohttpd
+tesseract
+leptonica
+pcre2
+OpenSSL
+schema version
+
+=== rivet factory list shows each factory with its people and machines
+run: rivet factory list
+---
+plant-north	Plant North	0 users	0 equipment
+plant-south	Plant South	1 user	0 equipment
