@@ -257,6 +257,20 @@ int db_rollback(struct db *db)
     return db_exec(db, "ROLLBACK");
 }
 
+const char *db_first_str(struct db *db, struct arena *a, const struct db_stmt *st,
+                         const char *const *params)
+{
+    const char *s = NULL;
+    PGresult *res;
+
+    if (db_query(db, st, params, &res) < 0)
+        return NULL;
+    if (PQntuples(res) > 0 && PQnfields(res) > 0)
+        s = db_str(a, res, 0, 0);
+    PQclear(res);
+    return s;
+}
+
 const char *db_str(struct arena *a, const PGresult *res, int row, int col)
 {
     if (PQgetisnull(res, row, col))

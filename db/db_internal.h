@@ -22,6 +22,12 @@ int db_query(struct db *db, const struct db_stmt *st, const char *const *params,
 /* Runs parameterless SQL of Rivet's own (migrations, BEGIN/COMMIT). */
 int db_exec(struct db *db, const char *sql);
 
+/* Runs st and returns the first column of its first row as an arena
+ * string; NULL when there is no row or on any error (for best-effort
+ * lookups such as "did you mean"). */
+const char *db_first_str(struct db *db, struct arena *a, const struct db_stmt *st,
+                         const char *const *params);
+
 /* Column value as an arena string, or NULL for SQL NULL. */
 const char *db_str(struct arena *a, const PGresult *res, int row, int col);
 int64_t db_i64(const PGresult *res, int row, int col);

@@ -196,13 +196,6 @@ const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory
         "ORDER BY levenshtein(number, upper(left($2, 64))), id DESC LIMIT 1",
         2};
     struct db_num fid;
-    const char *s = NULL;
-    PGresult *res;
 
-    if (db_query(db, &st, (const char *[]){db_num(&fid, factory_id), number}, &res) < 0)
-        return NULL;
-    if (PQntuples(res) > 0)
-        s = db_str(a, res, 0, 0);
-    PQclear(res);
-    return s;
+    return db_first_str(db, a, &st, (const char *[]){db_num(&fid, factory_id), number});
 }

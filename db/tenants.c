@@ -214,15 +214,8 @@ const char *db_user_suggest(struct db *db, struct arena *a, int64_t factory_id, 
         "ORDER BY similarity(lower(display_name), lower($2)) DESC, id LIMIT 1",
         2};
     struct db_num fid;
-    const char *s = NULL;
-    PGresult *res;
 
-    if (db_query(db, &st, (const char *[]){db_num(&fid, factory_id), name}, &res) < 0)
-        return NULL;
-    if (PQntuples(res) > 0)
-        s = db_str(a, res, 0, 0);
-    PQclear(res);
-    return s;
+    return db_first_str(db, a, &st, (const char *[]){db_num(&fid, factory_id), name});
 }
 
 /* ---- invites ---- */

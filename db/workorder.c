@@ -346,15 +346,8 @@ const char *db_wo_suggest(struct db *db, struct arena *a, int64_t factory_id, co
         "ORDER BY levenshtein(number, upper(left($2, 64))), id DESC LIMIT 1",
         2};
     struct db_num fid;
-    const char *s = NULL;
-    PGresult *res;
 
-    if (db_query(db, &st, (const char *[]){db_num(&fid, factory_id), number}, &res) < 0)
-        return NULL;
-    if (PQntuples(res) > 0)
-        s = db_str(a, res, 0, 0);
-    PQclear(res);
-    return s;
+    return db_first_str(db, a, &st, (const char *[]){db_num(&fid, factory_id), number});
 }
 
 int db_stats(struct db *db, struct arena *a, int64_t factory_id, struct plant_stats *ret)

@@ -15,12 +15,6 @@ static const char *const keys[N_KEYS] = {"name",   "manufacturer", "model",
 /* Names and locations have spaces: "location=Line 2 bay 4". */
 static const bool absorbs[N_KEYS] = {true, false, false, false, true, false};
 
-static void usage(struct hctx *ctx, const char *sub)
-{
-    const char *u = help_usage(sub);
-    reply(ctx, "Usage: %s", u ? u : sub);
-}
-
 /* "Siemens G120C — Main drive · Line 2" */
 static const char *label(struct hctx *ctx, const struct equipment *e)
 {
@@ -74,7 +68,7 @@ static int equip_list(struct hctx *ctx, struct args *args)
 
     if (args->n > 2 ||
         (args->n == 2 && config_parse_int(args->tok[1].text, 1, 100000, &page) < 0)) {
-        usage(ctx, "/equip list");
+        reply_usage(ctx, "/equip list");
         return 0;
     }
     r = db_equipment_list(ctx->db, ctx->a, ctx->user.factory_id, (int)(page - 1) * LIST_PAGE,
@@ -86,17 +80,8 @@ static int equip_list(struct hctx *ctx, struct args *args)
                    "location=…");
         return 0;
     }
-    pages = (total + LIST_PAGE - 1) / LIST_PAGE;
-    if (n == 0) {
-        reply(ctx, "There is no page %lld; the list has %d page%s.", page, pages,
-              pages == 1 ? "" : "s");
+    if (!rb_page(ctx, &rb, "🏭 Equipment", total, n, page, &pages))
         return 0;
-    }
-    rb_init(&rb);
-    rb_addf(&rb, "🏭 Equipment (%d)", total);
-    if (pages > 1)
-        rb_addf(&rb, " · page %lld of %d", page, pages);
-    rb_addf(&rb, "\n");
     for (int i = 0; i < n; i++)
         rb_addf(&rb, "%s · %s\n", v[i].number, label(ctx, &v[i]));
     if (page < pages)
@@ -155,7 +140,7 @@ static int equip_view(struct hctx *ctx, const char *target)
     int n, r;
 
     if (!*target) {
-        usage(ctx, "/equip view");
+        reply_usage(ctx, "/equip view");
         return 0;
     }
     if (number_valid("EQ", target)) {
@@ -235,7 +220,7 @@ static int equip_add(struct hctx *ctx, struct args *args)
     if (!f.model && w < args->n)
         f.model = args->tok[w++].text;
     if (w != args->n || !f.manufacturer || !f.model) {
-        usage(ctx, "/equip add");
+        reply_usage(ctx, "/equip add");
         if (w < args->n)
             reply(ctx, "Put a model with spaces in quotes: /equip add Siemens \"G120C PN\"");
         return 0;
@@ -265,7 +250,7 @@ static int equip_edit(struct hctx *ctx, struct args *args)
     int r;
 
     if (args->n < 2 || !number_valid("EQ", args->tok[1].text)) {
-        usage(ctx, "/equip edit");
+        reply_usage(ctx, "/equip edit");
         return 0;
     }
     number = args->tok[1].text;
@@ -283,7 +268,7 @@ static int equip_edit(struct hctx *ctx, struct args *args)
     for (int k = 0; k < N_KEYS; k++)
         any |= vals[k] != NULL;
     if (!any) {
-        usage(ctx, "/equip edit");
+        reply_usage(ctx, "/equip edit");
         return 0;
     }
     f = (struct equipment_fields){vals[K_NAME],   vals[K_MANUFACTURER], vals[K_MODEL],
@@ -307,7 +292,7 @@ int cmd_equip(struct hctx *ctx, struct args *args)
         return equip_list(ctx, args);
     if (strcasecmp(sub, "search") == 0 || strcasecmp(sub, "find") == 0) {
         if (args->n < 2) {
-            usage(ctx, "/equip search");
+            reply_usage(ctx, "/equip search");
             return 0;
         }
         return equip_search(ctx, args_rest(ctx->a, args, 1));

@@ -37,6 +37,15 @@ void rb_addf(struct rb *rb, const char *fmt, ...) __attribute__((format(printf, 
 /* Appends the reply to ctx's list and frees the builder. */
 void rb_send(struct hctx *ctx, struct rb *rb);
 
+/* Starts the reply of one page of a list: "TITLE (TOTAL) · page P of N".
+ * *pages gets the number of pages. When the page is past the end (n == 0),
+ * replies so and returns false. */
+bool rb_page(struct hctx *ctx, struct rb *rb, const char *title, int total, int n, long long page,
+             int *pages);
+
+/* "Usage: ..." with the usage line that starts with prefix ("/wo new"). */
+void reply_usage(struct hctx *ctx, const char *prefix);
+
 /* A one-line reply. */
 void reply(struct hctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

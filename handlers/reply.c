@@ -90,6 +90,29 @@ void rb_send(struct hctx *ctx, struct rb *rb)
     buf_free(&rb->b);
 }
 
+bool rb_page(struct hctx *ctx, struct rb *rb, const char *title, int total, int n, long long page,
+             int *pages)
+{
+    *pages = (total + LIST_PAGE - 1) / LIST_PAGE;
+    if (n == 0) {
+        reply(ctx, "There is no page %lld; the list has %d page%s.", page, *pages,
+              *pages == 1 ? "" : "s");
+        return false;
+    }
+    rb_init(rb);
+    rb_addf(rb, "%s (%d)", title, total);
+    if (*pages > 1)
+        rb_addf(rb, " · page %lld of %d", page, *pages);
+    rb_addf(rb, "\n");
+    return true;
+}
+
+void reply_usage(struct hctx *ctx, const char *prefix)
+{
+    const char *u = help_usage(prefix);
+    reply(ctx, "Usage: %s", u ? u : prefix);
+}
+
 void reply(struct hctx *ctx, const char *fmt, ...)
 {
     char tmp[REPLY_MAX_BYTES + 2]; /* one byte past the limit shows a cut character */

@@ -8,12 +8,6 @@
 #include "arena.h"
 #include "config.h"
 
-static void usage(struct hctx *ctx, const char *sub)
-{
-    const char *u = help_usage(sub);
-    reply(ctx, "Usage: %s", u ? u : sub);
-}
-
 static int not_found(struct hctx *ctx, const char *number)
 {
     const char *s = db_wo_suggest(ctx->db, ctx->a, ctx->user.factory_id, number);
@@ -33,7 +27,7 @@ static int find_wo(struct hctx *ctx, struct args *args, int i, const char *sub,
     int r;
 
     if (args->n <= i || !number_valid("WO", args->tok[i].text)) {
-        usage(ctx, sub);
+        reply_usage(ctx, sub);
         return 0;
     }
     r = db_wo_get(ctx->db, ctx->a, ctx->user.factory_id, args->tok[i].text, wo);
@@ -77,19 +71,19 @@ static int wo_list(struct hctx *ctx, struct args *args)
             title = arena_printf(ctx->a, "Work orders %s %s", status_emoji(status),
                                  status_label(status));
         } else {
-            usage(ctx, "/wo list");
+            reply_usage(ctx, "/wo list");
             return 0;
         }
         i++;
         if (i < args->n && config_parse_int(args->tok[i].text, 1, 100000, &page) < 0) {
-            usage(ctx, "/wo list");
+            reply_usage(ctx, "/wo list");
             return 0;
         }
     }
     if (i < args->n)
         i++; /* the page number */
     if (i < args->n) {
-        usage(ctx, "/wo list");
+        reply_usage(ctx, "/wo list");
         return 0;
     }
     r = db_wo_list(ctx->db, ctx->a, ctx->user.factory_id, filter, status, ctx->user.id,
@@ -107,17 +101,8 @@ static int wo_list(struct hctx *ctx, struct args *args)
             reply(ctx, "No work orders here yet. Open one: /wo new EQ-NUMBER TITLE");
         return 0;
     }
-    pages = (total + LIST_PAGE - 1) / LIST_PAGE;
-    if (n == 0) {
-        reply(ctx, "There is no page %lld; the list has %d page%s.", page, pages,
-              pages == 1 ? "" : "s");
+    if (!rb_page(ctx, &rb, arena_printf(ctx->a, "🛠 %s", title), total, n, page, &pages))
         return 0;
-    }
-    rb_init(&rb);
-    rb_addf(&rb, "🛠 %s (%d)", title, total);
-    if (pages > 1)
-        rb_addf(&rb, " · page %lld of %d", page, pages);
-    rb_addf(&rb, "\n");
     for (int k = 0; k < n; k++) {
         const struct work_order *w = &v[k];
         rb_addf(&rb, "%s %s %s %s · %s %s · %dd%s%s\n", priority_emoji(w->priority), w->number,
@@ -188,7 +173,7 @@ static int wo_view(struct hctx *ctx, struct args *args)
     int r;
 
     if (args->n != 2) {
-        usage(ctx, "/wo view");
+        reply_usage(ctx, "/wo view");
         return 0;
     }
     r = find_wo(ctx, args, 1, "/wo view", &w);
@@ -206,7 +191,7 @@ static int wo_new(struct hctx *ctx, struct args *args)
     int r;
 
     if (args->n < 2 || !number_valid("EQ", args->tok[1].text)) {
-        usage(ctx, "/wo new");
+        reply_usage(ctx, "/wo new");
         if (args->n >= 2)
             reply(ctx, "A work order names its machine first, e.g. /wo new EQ-2026-000001 "
                        "Coolant leak. Find the number with /equip search TEXT.");
@@ -223,7 +208,7 @@ static int wo_new(struct hctx *ctx, struct args *args)
     }
     title = args_rest(ctx->a, args, 2);
     if (!*title) {
-        usage(ctx, "/wo new");
+        reply_usage(ctx, "/wo new");
         return 0;
     }
     if (!field_ok(ctx, "title", title, FIELD_MAX_CHARS))
@@ -258,7 +243,7 @@ static int wo_status(struct hctx *ctx, struct args *args)
     int r;
 
     if (args->n != 3) {
-        usage(ctx, "/wo status");
+        reply_usage(ctx, "/wo status");
         return 0;
     }
     if (!(status = status_parse(args->tok[2].text))) {
@@ -299,7 +284,7 @@ static int wo_note(struct hctx *ctx, struct args *args)
     int r;
 
     if (args->n < 3) {
-        usage(ctx, "/wo note");
+        reply_usage(ctx, "/wo note");
         return 0;
     }
     text = args_rest(ctx->a, args, 2);
@@ -323,7 +308,7 @@ static int wo_assign(struct hctx *ctx, struct args *args)
     int r;
 
     if (args->n < 3) {
-        usage(ctx, "/wo assign");
+        reply_usage(ctx, "/wo assign");
         return 0;
     }
     who = args_rest(ctx->a, args, 2);
