@@ -74,6 +74,12 @@ static void converse(struct db *db, const struct msg *m, int echo)
     replies_init(&out);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     r = db_begin(db);
+    /* A connection lost while idle (a database restart) is found by BEGIN,
+     * before anything was done: reconnect and try once more. */
+    if (r == -ECONNRESET) {
+        log_warn("chat.db_reconnect", "detail=%s", db_errmsg(db));
+        r = db_begin(db);
+    }
     if (r == 0) {
         r = handle_message(db, a, m, &out);
         if (r == 0)
