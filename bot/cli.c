@@ -42,13 +42,16 @@ static int parse_help(const char *cmd, const char *usage, int argc, char **argv)
     return -1;
 }
 
-static int name_ok(const char *cmd, const char *name)
+int factory_name_ok(const char *cmd, const char *option, const char *name)
 {
-    char slug[64];
+    char slug[64], msg[128];
+    size_t n = strlen(name);
 
-    if (!utf8_valid(name, strlen(name)) || text_has_control(name, strlen(name)) ||
+    if (n == 0 || n > 800 || !utf8_valid(name, n) || text_has_control(name, n) ||
         utf8_chars(name) > 200 || db_slugify(name, slug, sizeof(slug)) < 0) {
-        usage_error(cmd, "NAME must be 1 to 200 characters of text with a letter or digit");
+        snprintf(msg, sizeof(msg),
+                 "%s must be 1 to 200 characters of plain text with a letter or digit", option);
+        usage_error(cmd, msg);
         return 0;
     }
     return 1;
@@ -70,7 +73,7 @@ int cmd_factory(int argc, char **argv)
     if (strcmp(argv[1], "create") == 0) {
         if (argc != 3)
             return usage_error("factory", "usage: rivet factory create NAME");
-        if (!name_ok("factory", argv[2]))
+        if (!factory_name_ok("factory", "NAME", argv[2]))
             return EXIT_USAGE;
     } else if (strcmp(argv[1], "list") != 0 || argc != 2) {
         return usage_error("factory", "unknown subcommand; use create or list");
@@ -193,12 +196,22 @@ int cmd_invite(int argc, char **argv)
         r = 1;
         goto out;
     }
-    if (quiet)
+    if (quiet) {
         printf("%s\n", code);
-    else
-        printf("%s\nInvite for %s as %s, %lld use%s, valid for %lld hours.\n"
+    } else {
+        /* The validity in its largest whole unit: 30 minutes, 12 hours, 7 days. */
+        static const struct {
+            long long s;
+            const char *unit;
+        } units[] = {{86400, "day"}, {3600, "hour"}, {60, "minute"}, {1, "second"}};
+        size_t u = 0;
+        while (expires % units[u].s)
+            u++;
+        printf("%s\nInvite for %s as %s, %lld use%s, valid for %lld %s%s.\n"
                "The new user sends: /start %s\n",
-               code, f.name, role, uses, uses == 1 ? "" : "s", expires / 3600, code);
+               code, f.name, role, uses, uses == 1 ? "" : "s", expires / units[u].s, units[u].unit,
+               expires / units[u].s == 1 ? "" : "s", code);
+    }
     r = 0;
 out:
     arena_free(a);

@@ -77,18 +77,24 @@ static void converse(struct db *db, const struct msg *m, int echo)
     /* A connection lost while idle (a database restart) is found by BEGIN,
      * before anything was done: reconnect and try once more. */
     if (r == -ECONNRESET) {
-        log_warn("chat.db_reconnect", "detail=%s", db_errmsg(db));
+        char q[600];
+        log_warn("chat.db_reconnect", "detail=%s", log_quote(q, sizeof(q), db_errmsg(db)));
         r = db_begin(db);
     }
     if (r == 0) {
         r = handle_message(db, a, m, &out);
-        if (r == 0)
+        if (r == 0) {
             r = db_commit(db);
-        else
+            if (r < 0)
+                replies_init(&out); /* nothing was stored: no "✅ Added" */
+        } else {
             db_rollback(db);
+        }
     }
     if (r < 0) {
-        log_error("chat.db_error", "err=%s detail=%s", strerror(-r), db_errmsg(db));
+        char q[600];
+        log_error("chat.db_error", "err=%s detail=%s", strerror(-r),
+                  log_quote(q, sizeof(q), db_errmsg(db)));
         if (out.n == 0)
             printf("Sorry, Rivet could not reach its database just now. Nothing was changed; "
                    "please try again in a minute.\n\n");
@@ -112,18 +118,17 @@ static int console_admin(struct db *db, struct arena *a, const char *factory, ch
     int r;
 
     r = db_factory_ensure(db, a, factory, &f);
-    if (r == -EINVAL) {
-        fprintf(stderr, "rivet chat: --factory must name a factory with a letter or digit\n");
-        return EXIT_USAGE;
-    }
     if (r < 0) {
         fprintf(stderr, "rivet: cannot open factory %s: %s\n", factory, db_errmsg(db));
         return 1;
     }
     snprintf(ext_id, n, "admin@%s", f.slug);
     r = db_user_by_identity(db, a, CHANNEL_CONSOLE, ext_id, &u);
-    if (r == -ENOENT)
+    if (r == -ENOENT) {
         r = db_user_create(db, a, f.id, CHANNEL_CONSOLE, ext_id, "Admin", "admin", &u);
+        if (r == -EEXIST) /* another chat created it just now */
+            r = db_user_by_identity(db, a, CHANNEL_CONSOLE, ext_id, &u);
+    }
     if (r < 0) {
         fprintf(stderr, "rivet: cannot set up the console user: %s\n", db_errmsg(db));
         return 1;
@@ -169,6 +174,8 @@ int cmd_chat(int argc, char **argv)
     }
     if (optind < argc)
         return usage_error("chat", "unexpected argument");
+    if (!factory_name_ok("chat", "--factory", factory))
+        return EXIT_USAGE;
     if (user && (!*user || strlen(user) > 100 || !utf8_valid(user, strlen(user)) ||
                  text_has_control(user, strlen(user))))
         return usage_error("chat", "--user must be 1 to 100 bytes of text");

@@ -21,6 +21,11 @@ int cmd_factory(int argc, char **argv);
 int cmd_invite(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 
+/* Checks a factory name given on the command line: text of 1 to 200
+ * characters, no control characters, with a letter or digit. Reports it
+ * (naming option) and returns 0 when it is not. */
+int factory_name_ok(const char *cmd, const char *option, const char *name);
+
 /* Reports a wrong argument: prints "rivet CMD: msg" and the usage hint.
  * Returns EXIT_USAGE. */
 int usage_error(const char *cmd, const char *msg);

@@ -1,6 +1,8 @@
 #include "db_internal.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@ struct db {
     int statement_timeout_ms;
     const struct db_stmt *prepared[DB_MAX_PREPARED];
     size_t n_prepared;
+    bool in_tx; /* between db_begin() and db_commit()/db_rollback() */
     char err[512];
 };
 
@@ -23,14 +26,18 @@ void db_set_error(struct db *db, const char *msg)
     snprintf(db->err, sizeof(db->err), "%s", msg);
 }
 
+/* libpq's connection messages span lines: fold them into one. */
 static void set_conn_error(struct db *db)
 {
     const char *m = PQerrorMessage(db->conn);
     size_t n;
 
     snprintf(db->err, sizeof(db->err), "%s", m && *m ? m : "connection failed");
+    for (char *p = db->err; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
     n = strlen(db->err);
-    while (n && (db->err[n - 1] == '\n' || db->err[n - 1] == ' '))
+    while (n && db->err[n - 1] == ' ')
         db->err[--n] = '\0';
 }
 
@@ -117,7 +124,19 @@ int db_connect(const char *conninfo, int statement_timeout_ms, struct db **ret, 
         r = -ENOMEM;
         goto fail;
     }
-    db->conn = PQconnectdb(conninfo);
+    /* Defaults that DATABASE_URL may override (it is expanded in the place
+     * of dbname, after them): never wait forever for an unreachable host,
+     * and notice a dead peer within a minute. */
+    static const char *const keys[] = {"connect_timeout",
+                                       "keepalives_idle",
+                                       "keepalives_interval",
+                                       "keepalives_count",
+                                       "tcp_user_timeout",
+                                       "dbname",
+                                       NULL};
+    const char *values[] = {"10", "30", "10", "3", "60000", conninfo, NULL};
+
+    db->conn = PQconnectdbParams(keys, values, 1);
     if (!db->conn) {
         r = -ENOMEM;
         goto fail;
@@ -161,6 +180,12 @@ static int ensure_connected(struct db *db)
 {
     if (PQstatus(db->conn) == CONNECTION_OK)
         return 0;
+    /* Inside a transaction the work so far is lost with the connection:
+     * carrying on in autocommit on a new one would save half of it. */
+    if (db->in_tx) {
+        set_conn_error(db);
+        return -ECONNRESET;
+    }
     PQreset(db->conn);
     db->n_prepared = 0;
     if (PQstatus(db->conn) != CONNECTION_OK) {
@@ -229,7 +254,12 @@ int db_query(struct db *db, const struct db_stmt *st, const char *const *params,
 
 int db_begin(struct db *db)
 {
-    return db_exec(db, "BEGIN");
+    int r;
+
+    db->err[0] = '\0';
+    r = db_exec(db, "BEGIN");
+    db->in_tx = r == 0;
+    return r;
 }
 
 int db_commit(struct db *db)
@@ -237,11 +267,14 @@ int db_commit(struct db *db)
     PGresult *res;
     int r;
 
+    db->in_tx = false;
     res = PQexec(db->conn, "COMMIT");
     r = map_result(db, res);
-    /* COMMIT of a transaction that hit an error answers ROLLBACK. */
+    /* COMMIT of a transaction that hit an error answers ROLLBACK; the error
+     * that caused it, if any, is kept for the log. */
     if (r == 0 && strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
-        db_set_error(db, "the transaction had failed and was rolled back");
+        if (!db->err[0])
+            db_set_error(db, "the transaction had failed and was rolled back");
         r = -EIO;
     }
     PQclear(res);
@@ -250,11 +283,24 @@ int db_commit(struct db *db)
 
 int db_rollback(struct db *db)
 {
+    db->in_tx = false;
     if (PQstatus(db->conn) != CONNECTION_OK)
         return 0; /* the server rolled it back when the connection dropped */
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)
         return 0;
     return db_exec(db, "ROLLBACK");
+}
+
+int db_sha256_hex(const char *s, char out[65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (!EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL) || len != 32)
+        return -EIO;
+    for (unsigned i = 0; i < len; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }
 
 const char *db_first_str(struct db *db, struct arena *a, const struct db_stmt *st,

@@ -42,8 +42,10 @@ struct factory {
     const char *slug, *name, *timezone;
 };
 
-/* Derives a slug ("Plant North 2" -> "plant-north-2") into out (size >= 64).
- * Returns 0, or -EINVAL when name has no letter or digit. */
+/* Derives a slug ("Plant North 2" -> "plant-north-2") into out (size >= 64);
+ * a name without ASCII letters or digits ("Завод") gets "f-" and 8 hex
+ * digits of its hash. Returns 0, or -EINVAL when name has neither ASCII
+ * letters or digits nor any other letters. */
 int db_slugify(const char *name, char *out, size_t n);
 
 int db_factory_create(struct db *db, struct arena *a, const char *name, struct factory *ret);

@@ -43,6 +43,9 @@ static inline const char *db_num(struct db_num *b, int64_t v)
     return b->s;
 }
 
+/* The SHA-256 of s as 64 hex digits and a NUL. Returns 0 or -EIO. */
+int db_sha256_hex(const char *s, char out[65]);
+
 /* Sets db_errmsg() to a message of Rivet's own. */
 void db_set_error(struct db *db, const char *msg);
 

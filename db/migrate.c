@@ -3,24 +3,11 @@
 #include "db_internal.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
 /* pg_advisory_lock key: "RIVT" */
 #define MIGRATE_LOCK "1380538964"
-
-static int sha256_hex(const char *s, char out[65])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-
-    if (!EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL) || len != 32)
-        return -EIO;
-    for (unsigned i = 0; i < len; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-    return 0;
-}
 
 static int apply_one(struct db *db, const struct migration *m, const char *sum)
 {
@@ -34,6 +21,9 @@ static int apply_one(struct db *db, const struct migration *m, const char *sum)
     r = db_begin(db);
     if (r < 0)
         return r;
+    r = db_exec(db, "SET LOCAL statement_timeout = 0");
+    if (r < 0)
+        goto fail;
     r = db_exec(db, m->sql);
     if (r < 0)
         goto fail;
@@ -56,7 +46,11 @@ int migrate_run(struct db *db, const struct migration *list, unsigned n,
     int r, rows;
 
     memset(report, 0, sizeof(*report));
-    r = db_exec(db, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")");
+    /* Waiting for another migrating process, or a long index build, must
+     * not hit RIVET_STATEMENT_TIMEOUT_MS. The session lock outlives the
+     * transaction that takes it. */
+    r = db_exec(db, "BEGIN; SET LOCAL statement_timeout = 0; "
+                    "SELECT pg_advisory_lock(" MIGRATE_LOCK "); COMMIT");
     if (r < 0)
         return r;
     r = db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -76,7 +70,7 @@ int migrate_run(struct db *db, const struct migration *list, unsigned n,
         const char *have = NULL;
         char sum[65];
 
-        r = sha256_hex(m->sql, sum);
+        r = db_sha256_hex(m->sql, sum);
         if (r < 0)
             goto out;
         for (int k = 0; k < rows; k++)

@@ -26,7 +26,21 @@ int db_slugify(const char *name, char *out, size_t n)
         }
     }
     out[o] = '\0';
-    return o ? 0 : -EINVAL;
+    if (o == 0) {
+        /* No ASCII letter or digit ("Завод"): a stable slug from the name's
+         * FNV-1a hash, so the same name always finds the same factory. */
+        uint32_t h = 2166136261u;
+        bool any = false;
+
+        for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+            any |= *p > 0x7f;
+            h = (h ^ *p) * 16777619u;
+        }
+        if (!any || n < 11)
+            return -EINVAL;
+        snprintf(out, n, "f-%08x", h);
+    }
+    return 0;
 }
 
 static void factory_from(struct arena *a, PGresult *res, struct factory *f)
@@ -246,11 +260,11 @@ int db_invite_create(struct db *db, int64_t factory_id, const char *role, int us
 {
     static const struct db_stmt st = {
         "invite_create",
-        "INSERT INTO invites (factory_id, code, role, uses_left, expires_at) "
+        "INSERT INTO invites (factory_id, code_sha256, role, uses_left, expires_at) "
         "VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5::bigint))",
         5};
     unsigned char rnd[12];
-    char code[13], suses[16], sexp[24];
+    char code[13], hash[65], suses[16], sexp[24];
     struct db_num fid;
     int r;
 
@@ -261,9 +275,11 @@ int db_invite_create(struct db *db, int64_t factory_id, const char *role, int us
     for (size_t i = 0; i < 12; i++)
         code[i] = code_alphabet[rnd[i] % (sizeof(code_alphabet) - 1)];
     code[12] = '\0';
+    if (db_sha256_hex(code, hash) < 0)
+        return -EIO;
     snprintf(suses, sizeof(suses), "%d", uses);
     snprintf(sexp, sizeof(sexp), "%lld", expires_in_s);
-    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), code, role, suses, sexp},
+    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), hash, role, suses, sexp},
                  NULL);
     if (r < 0)
         return r;
@@ -277,15 +293,18 @@ int db_invite_redeem(struct db *db, struct arena *a, const char *code, int64_t *
     static const struct db_stmt st = {
         "invite_redeem",
         "UPDATE invites SET uses_left = uses_left - 1 "
-        "WHERE code = $1 AND uses_left > 0 AND expires_at > now() RETURNING factory_id, role",
+        "WHERE code_sha256 = $1 AND uses_left > 0 AND expires_at > now() "
+        "RETURNING factory_id, role",
         1};
-    char norm[13];
+    char norm[13], hash[65];
     PGresult *res;
     int r;
 
     if (code_normalize(code, norm) < 0)
         return -ENOENT;
-    r = db_query(db, &st, (const char *[]){norm}, &res);
+    if (db_sha256_hex(norm, hash) < 0)
+        return -EIO;
+    r = db_query(db, &st, (const char *[]){hash}, &res);
     if (r < 0)
         return r;
     if (PQntuples(res) == 0) {

@@ -262,11 +262,13 @@ int db_wo_assign(struct db *db, int64_t factory_id, int64_t wo_id, int64_t user_
 {
     static const struct db_stmt st = {
         "wo_assign",
-        "UPDATE work_orders w SET assignee_id = $3, updated_at = now() "
-        "FROM work_orders old LEFT JOIN users u ON u.factory_id = old.factory_id "
-        "  AND u.id = old.assignee_id "
-        "WHERE w.factory_id = $1 AND w.id = $2 AND old.factory_id = w.factory_id "
-        "  AND old.id = w.id RETURNING u.display_name",
+        /* The row is locked first, so the previous assignee recorded is
+         * the one this change replaced, even when two people assign at once. */
+        "WITH old AS (SELECT w.id, u.display_name FROM work_orders w "
+        "  LEFT JOIN users u ON u.factory_id = w.factory_id AND u.id = w.assignee_id "
+        "  WHERE w.factory_id = $1 AND w.id = $2 FOR UPDATE OF w) "
+        "UPDATE work_orders w SET assignee_id = $3, updated_at = now() FROM old "
+        "WHERE w.factory_id = $1 AND w.id = old.id RETURNING old.display_name",
         3};
     struct db_num fid, wid, aid;
     const char *old = NULL;

@@ -202,15 +202,13 @@ static bool fields_ok(struct hctx *ctx, struct equipment_fields *f)
 
 static int equip_add(struct hctx *ctx, struct args *args)
 {
-    const char *vals[N_KEYS], *bad;
+    const char *vals[N_KEYS];
     struct equipment_fields f;
     struct equipment e;
     int r;
 
-    if (args_options(ctx->a, args, 1, keys, absorbs, N_KEYS, vals, &bad) < 0) {
-        reply(ctx, "%s is given twice.", clip(ctx, bad, 40));
+    if (!options_ok(ctx, args, 1, keys, absorbs, N_KEYS, vals))
         return 0;
-    }
     f = (struct equipment_fields){vals[K_NAME],   vals[K_MANUFACTURER], vals[K_MODEL],
                                   vals[K_SERIAL], vals[K_LOCATION],     vals[K_CRITICALITY]};
     /* MANUFACTURER and MODEL as words, unless given as options. */
@@ -243,7 +241,7 @@ static int equip_add(struct hctx *ctx, struct args *args)
 
 static int equip_edit(struct hctx *ctx, struct args *args)
 {
-    const char *vals[N_KEYS], *bad, *number;
+    const char *vals[N_KEYS], *number;
     struct equipment_fields f;
     struct equipment e;
     bool any = false;
@@ -254,10 +252,8 @@ static int equip_edit(struct hctx *ctx, struct args *args)
         return 0;
     }
     number = args->tok[1].text;
-    if (args_options(ctx->a, args, 2, keys, absorbs, N_KEYS, vals, &bad) < 0) {
-        reply(ctx, "%s is given twice.", clip(ctx, bad, 40));
+    if (!options_ok(ctx, args, 2, keys, absorbs, N_KEYS, vals))
         return 0;
-    }
     if (args->n > 2) {
         reply(ctx,
               "I can't change \"%s\". Fields: name, manufacturer, model, serial, location, "

@@ -43,6 +43,11 @@ void rb_send(struct hctx *ctx, struct rb *rb);
 bool rb_page(struct hctx *ctx, struct rb *rb, const char *title, int total, int n, long long page,
              int *pages);
 
+/* args_options() for a handler: replies when an option is given twice
+ * (returns false), or records -ENOMEM as reply_db_error() does. */
+bool options_ok(struct hctx *ctx, struct args *args, int from, const char *const *keys,
+                const bool *absorbs, int nkeys, const char **vals);
+
 /* "Usage: ..." with the usage line that starts with prefix ("/wo new"). */
 void reply_usage(struct hctx *ctx, const char *prefix);
 

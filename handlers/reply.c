@@ -107,6 +107,19 @@ bool rb_page(struct hctx *ctx, struct rb *rb, const char *title, int total, int 
     return true;
 }
 
+bool options_ok(struct hctx *ctx, struct args *args, int from, const char *const *keys,
+                const bool *absorbs, int nkeys, const char **vals)
+{
+    const char *bad = NULL;
+    int r = args_options(ctx->a, args, from, keys, absorbs, nkeys, vals, &bad);
+
+    if (r == -EINVAL)
+        reply(ctx, "%s is given twice.", clip(ctx, bad, 40));
+    else if (r < 0)
+        reply_db_error(ctx, r);
+    return r == 0;
+}
+
 void reply_usage(struct hctx *ctx, const char *prefix)
 {
     const char *u = help_usage(prefix);

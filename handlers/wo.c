@@ -185,7 +185,7 @@ static int wo_view(struct hctx *ctx, struct args *args)
 static int wo_new(struct hctx *ctx, struct args *args)
 {
     static const char *const keys[] = {"priority"};
-    const char *vals[1], *bad, *title, *priority = NULL, *number;
+    const char *vals[1], *title, *priority = NULL, *number;
     struct equipment e;
     struct work_order w;
     int r;
@@ -198,10 +198,8 @@ static int wo_new(struct hctx *ctx, struct args *args)
         return 0;
     }
     number = args->tok[1].text;
-    if (args_options(ctx->a, args, 2, keys, NULL, 1, vals, &bad) < 0) {
-        reply(ctx, "%s is given twice.", clip(ctx, bad, 40));
+    if (!options_ok(ctx, args, 2, keys, NULL, 1, vals))
         return 0;
-    }
     if (vals[0] && !(priority = priority_parse(vals[0]))) {
         reply(ctx, "Priority must be low, medium, high or critical.");
         return 0;

@@ -27,10 +27,12 @@ CREATE TABLE users (
 );
 CREATE INDEX users_factory_name ON users (factory_id, lower(display_name));
 
+-- Only the SHA-256 of an invite code is stored: a copy of the database
+-- does not let anyone join a factory.
 CREATE TABLE invites (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     factory_id  bigint NOT NULL REFERENCES factories(id),
-    code        text NOT NULL UNIQUE,
+    code_sha256 text NOT NULL UNIQUE,
     role        text NOT NULL CHECK (role IN ('technician', 'supervisor', 'admin')),
     uses_left   integer NOT NULL CHECK (uses_left >= 0),
     expires_at  timestamptz NOT NULL,

@@ -33,7 +33,9 @@ as_pg() {
 }
 
 # pg_start DIR: initdb DIR/data when new, then start it on a free loopback
-# port with its socket in DIR. Sets PG_PORT and PG_DIR. The superuser is
+# port (TCP only: no Unix socket, whose path could pass the 107-byte limit).
+# A cluster already running there (another terminal, or one left behind
+# by a killed script) is reused. Sets PG_PORT and PG_DIR. The superuser is
 # "rivet", trusted on loopback only.
 pg_start() {
     local dir=$1 bin
@@ -49,9 +51,13 @@ pg_start() {
             >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
     fi
     PG_DIR=$dir
+    if as_pg "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+        PG_PORT=$(sed -n 4p "$dir/data/postmaster.pid")
+        return 0
+    fi
     PG_PORT=$(free_port)
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c fsync=${PG_FSYNC:-on} -c max_connections=200" \
+        -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k '' -c fsync=${PG_FSYNC:-on} -c max_connections=200" \
         start >/dev/null || { tail -20 "$dir/postgres.log" >&2; return 1; }
 }
 

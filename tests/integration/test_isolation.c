@@ -467,7 +467,15 @@ static void test_invites(void **state)
         if (*p != '-')
             norm[k++] = *p;
     norm[k] = '\0';
-    assert_int_equal(pgtest_qint(f->c, "SELECT uses_left FROM invites WHERE code = $1", norm, NULL),
+    assert_int_equal(pgtest_qint(f->c,
+                                 "SELECT uses_left FROM invites WHERE code_sha256 = "
+                                 "encode(sha256(convert_to($1, 'UTF8')), 'hex')",
+                                 norm, NULL),
+                     0);
+    /* Only the hash is kept: the code itself is nowhere in the table. */
+    assert_int_equal(pgtest_qint(f->c,
+                                 "SELECT count(*) FROM invites i WHERE strpos(i::text, $1) > 0",
+                                 norm, NULL),
                      0);
 
     /* The new member sees Beta, and only Beta. */
@@ -510,7 +518,7 @@ static void test_invites(void **state)
     norm[k] = '\0';
     PQclear(pgtest_q(f->c,
                      "UPDATE invites SET expires_at = now() - interval '1 minute' "
-                     "WHERE code = $1",
+                     "WHERE code_sha256 = encode(sha256(convert_to($1, 'UTF8')), 'hex')",
                      norm, NULL));
     pgtest_snap_take(f->c, &snap);
     pgtest_assert_starts_with(pgtest_say(f->db, "oscar", cmd), BAD_CODE);
@@ -614,7 +622,10 @@ static void test_invite_race(void **state)
                                  "AND f.name = 'Plant Beta' AND u.role = 'technician'",
                                  NULL),
                      RACE_USES);
-    assert_int_equal(pgtest_qint(f->c, "SELECT uses_left FROM invites WHERE code = $1", norm, NULL),
+    assert_int_equal(pgtest_qint(f->c,
+                                 "SELECT uses_left FROM invites WHERE code_sha256 = "
+                                 "encode(sha256(convert_to($1, 'UTF8')), 'hex')",
+                                 norm, NULL),
                      0);
 }
 

@@ -123,7 +123,7 @@ stderr: rivet: a factory with slug 'plant-north' already exists
 === rivet factory create without a usable name exits 2
 run: rivet factory create; echo "exit $?"; rivet factory create '!!!'; echo "exit $?"; rivet factory create a b; echo "exit $?"; rivet factory; echo "exit $?"
 stderr: rivet factory: usage: rivet factory create NAME
-stderr: rivet factory: NAME must be 1 to 200 characters of text with a letter or digit
+stderr: rivet factory: NAME must be 1 to 200 characters of plain text with a letter or digit
 stderr: rivet factory: missing subcommand (create or list)
 ---
 exit 2
@@ -159,7 +159,7 @@ run: rivet chat --bogus </dev/null; echo "exit $?"; rivet chat --user '' </dev/n
 stderr: rivet chat: option '--bogus' is unknown
 stderr: rivet chat: --user must be 1 to 100 bytes of text
 stderr: rivet chat: unexpected argument
-stderr: rivet chat: --factory must name a factory with a letter or digit
+stderr: rivet chat: --factory must be 1 to 200 characters of plain text with a letter or digit
 ---
 exit 2
 exit 2
@@ -252,3 +252,17 @@ run: rivet factory list
 ---
 plant-north	Plant North	0 users	0 equipment
 plant-south	Plant South	1 user	0 equipment
+
+=== a factory name in another script gets a stable slug; control characters are refused
+run: rivet factory create 'Завод'; rivet invite create --factory 'Завод' --role admin --quiet >/dev/null && echo found; rivet chat --factory $'Evil\e]0;x' </dev/null; echo "exit $?"
+stderr: rivet chat: --factory must be 1 to 200 characters of plain text with a letter or digit
+---
+created factory Завод (slug f-14e0c280)
+found
+exit 2
+
+=== an invite's validity is told in its largest whole unit
+run: rivet invite create --factory plant-north --role admin --expires 90m | sed -n 2p; rivet invite create --factory plant-north --role admin --expires 2w --uses 3 | sed -n 2p
+---
+Invite for Plant North as admin, 1 use, valid for 90 minutes.
+Invite for Plant North as admin, 3 uses, valid for 14 days.

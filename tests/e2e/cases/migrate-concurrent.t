@@ -41,3 +41,9 @@ schema at version ${SCHEMA} (0 applied now)
 schema at version ${SCHEMA} (0 applied now)
 schema at version ${SCHEMA} (0 applied now)
 schema at version ${SCHEMA} (0 applied now)
+
+=== a migration waiting for another process's lock is not cut short by the statement timeout
+run: psql -XAtq "$DATABASE_URL" -c "SELECT pg_advisory_lock(1380538964)" -c "SELECT pg_sleep(1.5)" >/dev/null & holder=$!; for i in $(seq 1 100); do [ "$(psql -XAtq "$DATABASE_URL" -c "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")" = 1 ] && break; sleep 0.02; done; RIVET_STATEMENT_TIMEOUT_MS=200 rivet migrate; echo "exit $?"; wait $holder
+---
+schema at version ${SCHEMA} (0 applied now)
+exit 0

@@ -173,7 +173,7 @@ run: rivet invite create --factory plant-north --role admin --quiet
 capture: CODE3
 
 === (the code's expiry is moved into the past)
-run: psql -XAtq -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "UPDATE invites SET expires_at = now() - interval '1 minute' WHERE code = translate('$CODE3', '-', '') RETURNING role"
+run: psql -XAtq -v ON_ERROR_STOP=1 "$DATABASE_URL" -c "UPDATE invites SET expires_at = now() - interval '1 minute' WHERE code_sha256 = encode(sha256(convert_to(translate('$CODE3', '-', ''), 'UTF8')), 'hex') RETURNING role"
 ---
 admin
 
