@@ -5,6 +5,7 @@
 #include "rivet.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 #define CONSOLE_LINE_MAX (64 * 1024)
 
 static const char chat_usage[] =
-    "Usage: rivet chat [--factory NAME] [--user NAME] [--echo]\n"
+    "Usage: rivet chat [--factory NAME] [--user NAME] [--echo] [--buttons]\n"
     "\n"
     "Talk to Rivet in this terminal: one message per line, replies printed below.\n"
     "Reads standard input to its end, so a conversation can be piped in.\n"
@@ -32,7 +33,10 @@ static const char chat_usage[] =
     "                  created when missing)\n"
     "  --user NAME     speak as console user NAME instead: a member, or a stranger\n"
     "                  who can join with '/start CODE'\n"
-    "  --echo          print each message before its replies (for transcripts)\n";
+    "  --echo          print each message before its replies (for transcripts)\n"
+    "  --buttons       print the buttons under each reply, with what they send:\n"
+    "                  [ Next ▶ | ~/equip list 2 ] (a leading ~ means the page is\n"
+    "                  replaced in place on Telegram)\n";
 
 /* Reads one line into buf (size CONSOLE_LINE_MAX + 1) without its newline.
  * Returns its length (bytes kept), or -1 at end of input. */
@@ -58,7 +62,18 @@ static long read_line(FILE *in, char *buf)
 
 /* One message, in one transaction: the handler's changes and its replies
  * stand or fall together. */
-static void converse(struct db *db, const struct msg *m, int echo)
+static void print_reply(const struct reply *rep, int buttons)
+{
+    printf("%s\n", rep->text);
+    for (int i = 0; buttons && i < rep->n_buttons; i++) {
+        const struct button *b = &rep->buttons[i];
+        bool last_of_row = i + 1 == rep->n_buttons || rep->buttons[i + 1].row != b->row;
+        printf("[ %s | %s ]%s", b->text, b->data, last_of_row ? "\n" : " ");
+    }
+    printf("\n");
+}
+
+static void converse(struct db *db, const struct msg *m, int echo, int buttons)
 {
     struct arena *a = NULL;
     struct replies out;
@@ -104,7 +119,7 @@ static void converse(struct db *db, const struct msg *m, int echo)
               (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
               r < 0 ? "no" : "yes");
     for (struct reply *rep = out.head; rep; rep = rep->next)
-        printf("%s\n\n", rep->text);
+        print_reply(rep, buttons);
     fflush(stdout);
     arena_free(a);
 }
@@ -142,6 +157,7 @@ int cmd_chat(int argc, char **argv)
         {"factory", required_argument, NULL, 'f'},
         {"user", required_argument, NULL, 'u'},
         {"echo", no_argument, NULL, 'E'},
+        {"buttons", no_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
@@ -150,7 +166,7 @@ int cmd_chat(int argc, char **argv)
     struct arena *a = NULL;
     struct config cfg;
     struct db *db = NULL;
-    int c, echo = 0, tty, r;
+    int c, echo = 0, buttons = 0, tty, r;
     long len;
 
     optind = 1;
@@ -164,6 +180,9 @@ int cmd_chat(int argc, char **argv)
             break;
         case 'E':
             echo = 1;
+            break;
+        case 'B':
+            buttons = 1;
             break;
         case 'h':
             fputs(chat_usage, stdout);
@@ -214,7 +233,7 @@ int cmd_chat(int argc, char **argv)
                          .sender_name = user ? user : "Admin",
                          .text = line,
                          .text_len = (size_t)len};
-        converse(db, &m, echo);
+        converse(db, &m, echo, buttons);
     }
     r = 0;
 out:

@@ -1,7 +1,9 @@
 #include "db_internal.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,9 @@ struct db {
     int statement_timeout_ms;
     const struct db_stmt *prepared[DB_MAX_PREPARED];
     size_t n_prepared;
-    bool in_tx; /* between db_begin() and db_commit()/db_rollback() */
+    bool in_tx;               /* between db_begin() and db_commit()/db_rollback() */
+    const char *listening[4]; /* LISTENed events, renewed on reconnect */
+    size_t n_listening;
     char err[512];
 };
 
@@ -107,6 +111,10 @@ static int session_setup(struct db *db)
              "SET statement_timeout = %d; SET pg_trgm.word_similarity_threshold = 0.45",
              db->statement_timeout_ms);
     r = db_exec(db, sql);
+    for (size_t i = 0; r == 0 && i < db->n_listening; i++) {
+        snprintf(sql, sizeof(sql), "LISTEN %s", db->listening[i]);
+        r = db_exec(db, sql);
+    }
     return r;
 }
 
@@ -193,6 +201,57 @@ static int ensure_connected(struct db *db)
         return -ECONNRESET;
     }
     return session_setup(db);
+}
+
+int db_listen(struct db *db, const char *event)
+{
+    char sql[96];
+    int r;
+
+    if (db->n_listening == sizeof(db->listening) / sizeof(db->listening[0]))
+        return -E2BIG;
+    /* event is one of Rivet's own constants, never user text */
+    snprintf(sql, sizeof(sql), "LISTEN %s", event);
+    r = db_exec(db, sql);
+    if (r == 0)
+        db->listening[db->n_listening++] = event;
+    return r;
+}
+
+static int drain_notifies(struct db *db)
+{
+    PGnotify *n;
+    int got = 0;
+
+    while ((n = PQnotifies(db->conn))) {
+        got = 1;
+        PQfreemem(n);
+    }
+    return got;
+}
+
+int db_wait_notify(struct db *db, int timeout_ms)
+{
+    struct pollfd p;
+    int k;
+
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        /* reconnects (and LISTENs again) on the next statement */
+        return ensure_connected(db) < 0 ? -ECONNRESET : 1;
+    }
+    if (drain_notifies(db))
+        return 1;
+    p = (struct pollfd){.fd = PQsocket(db->conn), .events = POLLIN};
+    k = poll(&p, 1, timeout_ms);
+    if (k < 0)
+        return errno == EINTR ? 0 : -errno;
+    if (k == 0)
+        return 0;
+    if (!PQconsumeInput(db->conn)) {
+        set_conn_error(db);
+        return -ECONNRESET;
+    }
+    return drain_notifies(db);
 }
 
 int db_exec(struct db *db, const char *sql)

@@ -24,6 +24,14 @@ static const char *label(struct hctx *ctx, const struct equipment *e)
                         e->location ? clip(ctx, e->location, 40) : "");
 }
 
+/* A button that opens one machine, on a row of its own. */
+static void view_button(struct hctx *ctx, struct rb *rb, const struct equipment *e)
+{
+    rb_button(ctx, rb, arena_printf(ctx->a, "🏭 %s %s %s", e->number, e->manufacturer, e->model),
+              arena_printf(ctx->a, "/equip view %s", e->number));
+    rb_row(rb);
+}
+
 static void card(struct hctx *ctx, const char *headline, const struct equipment *e)
 {
     struct work_order *wos;
@@ -55,7 +63,13 @@ static void card(struct hctx *ctx, const char *headline, const struct equipment 
                     status_emoji(wos[i].status), clip(ctx, wos[i].title, 60));
         if (e->open_work_orders > n)
             rb_addf(&rb, "…and %d more, less urgent.\n", e->open_work_orders - n);
+        for (int i = 0; i < n && i < 5; i++) {
+            rb_button(ctx, &rb, arena_printf(ctx->a, "🛠 %s %s", wos[i].number, wos[i].title),
+                      arena_printf(ctx->a, "/wo view %s", wos[i].number));
+            rb_row(&rb);
+        }
     }
+    rb_button(ctx, &rb, "🛠 New work order", arena_printf(ctx->a, "/wo new %s", e->number));
     rb_send(ctx, &rb);
 }
 
@@ -82,10 +96,13 @@ static int equip_list(struct hctx *ctx, struct args *args)
     }
     if (!rb_page(ctx, &rb, "🏭 Equipment", total, n, page, &pages))
         return 0;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         rb_addf(&rb, "%s · %s\n", v[i].number, label(ctx, &v[i]));
+        view_button(ctx, &rb, &v[i]);
+    }
     if (page < pages)
         rb_addf(&rb, "Next: /equip list %lld\n", page + 1);
+    rb_pager(ctx, &rb, "/equip list", page, pages);
     rb_send(ctx, &rb);
     return 0;
 }
@@ -96,8 +113,10 @@ static void matches(struct hctx *ctx, const char *title, struct equipment *v, in
 
     rb_init(&rb);
     rb_addf(&rb, "%s\n", title);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         rb_addf(&rb, "%s · %s\n", v[i].number, label(ctx, &v[i]));
+        view_button(ctx, &rb, &v[i]);
+    }
     rb_send(ctx, &rb);
 }
 

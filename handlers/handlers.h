@@ -28,14 +28,30 @@ struct msg {
     size_t text_len;
 };
 
+/* A button under a reply. data is a command as a user would type it
+ * ("/wo view WO-2026-000001"): a press runs it as the person who pressed,
+ * with their rights, so a forged or stale button can do no more than
+ * typing could. data starting with REPLY_EDIT_MARK asks that the answer
+ * replace the message the button is on (the pages of a list). */
+#define REPLY_EDIT_MARK '~'
+#define BUTTON_DATA_MAX 64
+
+struct button {
+    const char *text, *data;
+    int row; /* buttons with the same row sit side by side */
+};
+
 struct reply {
     const char *text;
+    const struct button *buttons;
+    int n_buttons;
     struct reply *next;
 };
 
 struct replies {
     struct reply *head, **tail;
     int n;
+    const char *command; /* what was run ("/equip", "text", "refused"), for logs */
 };
 
 void replies_init(struct replies *out);

@@ -27,13 +27,23 @@ struct hctx {
 
 /* Builds one reply of at most REPLY_MAX_BYTES; what does not fit is cut at a
  * line and ends with "…". */
+#define RB_MAX_BUTTONS 16
+
 struct rb {
     struct buf b;
     bool full;
+    struct button buttons[RB_MAX_BUTTONS];
+    int n_buttons, row;
 };
 
 void rb_init(struct rb *rb);
 void rb_addf(struct rb *rb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Adds a button on the current row (text and data are copied). Data over
+ * BUTTON_DATA_MAX bytes, or past RB_MAX_BUTTONS, is left out. */
+void rb_button(struct hctx *ctx, struct rb *rb, const char *text, const char *data);
+/* Starts a new row of buttons. */
+void rb_row(struct rb *rb);
+
 /* Appends the reply to ctx's list and frees the builder. */
 void rb_send(struct hctx *ctx, struct rb *rb);
 
@@ -47,6 +57,10 @@ bool rb_page(struct hctx *ctx, struct rb *rb, const char *title, int total, int 
  * (returns false), or records -ENOMEM as reply_db_error() does. */
 bool options_ok(struct hctx *ctx, struct args *args, int from, const char *const *keys,
                 const bool *absorbs, int nkeys, const char **vals);
+
+/* A row of ◀ / ▶ buttons under page `page` of `pages` of the list that
+ * `cmd PAGE` shows; pressing one replaces the message with that page. */
+void rb_pager(struct hctx *ctx, struct rb *rb, const char *cmd, long long page, int pages);
 
 /* "Usage: ..." with the usage line that starts with prefix ("/wo new"). */
 void reply_usage(struct hctx *ctx, const char *prefix);

@@ -16,21 +16,23 @@ void replies_init(struct replies *out)
     out->head = NULL;
     out->tail = &out->head;
     out->n = 0;
+    out->command = NULL;
 }
 
-static void push(struct hctx *ctx, const char *text)
+static struct reply *push(struct hctx *ctx, const char *text)
 {
     struct reply *r;
 
     if (!text)
-        return;
+        return NULL;
     r = arena_alloc(ctx->a, sizeof(*r));
     if (!r)
-        return;
+        return NULL;
     r->text = text;
     *ctx->out->tail = r;
     ctx->out->tail = &r->next;
     ctx->out->n++;
+    return r;
 }
 
 /* Room kept for the "\n…" that marks a cut reply. */
@@ -40,6 +42,28 @@ void rb_init(struct rb *rb)
 {
     buf_init(&rb->b, REPLY_MAX_BYTES - (sizeof(CUT_MARK) - 1));
     rb->full = false;
+    rb->n_buttons = 0;
+    rb->row = 0;
+}
+
+void rb_button(struct hctx *ctx, struct rb *rb, const char *text, const char *data)
+{
+    struct button *b;
+
+    if (!text || !data || rb->n_buttons == RB_MAX_BUTTONS || strlen(data) > BUTTON_DATA_MAX)
+        return;
+    b = &rb->buttons[rb->n_buttons];
+    b->text = clip(ctx, text, 40);
+    b->data = arena_strdup(ctx->a, data);
+    b->row = rb->row;
+    if (b->data)
+        rb->n_buttons++;
+}
+
+void rb_row(struct rb *rb)
+{
+    if (rb->n_buttons > 0 && rb->buttons[rb->n_buttons - 1].row == rb->row)
+        rb->row++;
 }
 
 void rb_addf(struct rb *rb, const char *fmt, ...)
@@ -80,14 +104,23 @@ void rb_send(struct hctx *ctx, struct rb *rb)
 {
     const char *s = buf_str(&rb->b);
     size_t n = rb->b.len;
+    struct reply *r;
 
     while (n && s[n - 1] == '\n')
         n--;
     if (rb->full)
-        push(ctx, arena_printf(ctx->a, "%.*s%s", (int)n, s, CUT_MARK));
+        r = push(ctx, arena_printf(ctx->a, "%.*s%s", (int)n, s, CUT_MARK));
     else
-        push(ctx, arena_strndup(ctx->a, s, n));
+        r = push(ctx, arena_strndup(ctx->a, s, n));
     buf_free(&rb->b);
+    if (r && rb->n_buttons > 0) {
+        struct button *b = arena_alloc(ctx->a, sizeof(*b) * (size_t)rb->n_buttons);
+        if (b) {
+            memcpy(b, rb->buttons, sizeof(*b) * (size_t)rb->n_buttons);
+            r->buttons = b;
+            r->n_buttons = rb->n_buttons;
+        }
+    }
 }
 
 bool rb_page(struct hctx *ctx, struct rb *rb, const char *title, int total, int n, long long page,
@@ -118,6 +151,17 @@ bool options_ok(struct hctx *ctx, struct args *args, int from, const char *const
     else if (r < 0)
         reply_db_error(ctx, r);
     return r == 0;
+}
+
+void rb_pager(struct hctx *ctx, struct rb *rb, const char *cmd, long long page, int pages)
+{
+    rb_row(rb);
+    if (page > 1)
+        rb_button(ctx, rb, "◀ Previous",
+                  arena_printf(ctx->a, "%c%s %lld", REPLY_EDIT_MARK, cmd, page - 1));
+    if (page < pages)
+        rb_button(ctx, rb, "Next ▶",
+                  arena_printf(ctx->a, "%c%s %lld", REPLY_EDIT_MARK, cmd, page + 1));
 }
 
 void reply_usage(struct hctx *ctx, const char *prefix)

@@ -181,7 +181,9 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     char *text;
     int r;
 
+    out->command = "refused";
     if (!m->text) {
+        out->command = "media";
         reply(&ctx, "Rivet reads text messages. Send /help for the commands.");
         return 0;
     }
@@ -220,6 +222,7 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     r = args_parse(a, text, &args);
     if (r < 0)
         return r;
+    out->command = args.cmd ? "unknown" : "text";
     if (!args.cmd) {
         if (ctx.known)
             reply(&ctx, "Rivet understands commands for now. Send /help for the list.");
@@ -230,6 +233,7 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         if (strcmp(args.cmd, table[i].name) != 0)
             continue;
+        out->command = table[i].name;
         if (!ctx.known && !table[i].for_strangers) {
             reply(&ctx, "%s", not_registered);
             return 0;

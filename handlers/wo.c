@@ -105,6 +105,9 @@ static int wo_list(struct hctx *ctx, struct args *args)
         return 0;
     for (int k = 0; k < n; k++) {
         const struct work_order *w = &v[k];
+        rb_button(ctx, &rb, arena_printf(ctx->a, "🛠 %s %s", w->number, w->title),
+                  arena_printf(ctx->a, "/wo view %s", w->number));
+        rb_row(&rb);
         rb_addf(&rb, "%s %s %s %s · %s %s · %dd%s%s\n", priority_emoji(w->priority), w->number,
                 status_emoji(w->status), clip(ctx, w->title, 50), w->equipment_number,
                 clip(ctx, w->equipment_label, 40), w->age_days, w->assignee ? " → " : "",
@@ -112,6 +115,7 @@ static int wo_list(struct hctx *ctx, struct args *args)
     }
     if (page < pages)
         rb_addf(&rb, "Next: /wo list %s%s%lld\n", word ? word : "", word ? " " : "", page + 1);
+    rb_pager(ctx, &rb, word ? arena_printf(ctx->a, "/wo list %s", word) : "/wo list", page, pages);
     rb_send(ctx, &rb);
     return 0;
 }
@@ -131,6 +135,33 @@ static void event_line(struct hctx *ctx, struct rb *rb, const struct wo_event *e
         rb_addf(rb, "%s %s: assigned to %s\n", ev->created_at, who, clip(ctx, ev->new_value, 30));
     else
         rb_addf(rb, "%s %s: %s\n", ev->created_at, who, ev->kind);
+}
+
+/* What a technician taps next on a work order: the statuses it can move
+ * to, and taking it. */
+static void status_buttons(struct hctx *ctx, struct rb *rb, const struct work_order *w)
+{
+    static const struct {
+        const char *status, *label;
+    } moves[] = {
+        {"in_progress", "▶ Start"},
+        {"on_hold", "⏸ Hold"},
+        {"completed", "✅ Complete"},
+    };
+    bool closed = strcmp(w->status, "completed") == 0 || strcmp(w->status, "cancelled") == 0;
+
+    if (closed) {
+        rb_button(ctx, rb, "↩ Reopen", arena_printf(ctx->a, "/wo status %s open", w->number));
+    } else {
+        for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++)
+            if (strcmp(w->status, moves[i].status) != 0)
+                rb_button(ctx, rb, moves[i].label,
+                          arena_printf(ctx->a, "/wo status %s %s", w->number, moves[i].status));
+    }
+    if (!closed && w->assignee_id != ctx->user.id) {
+        rb_row(rb);
+        rb_button(ctx, rb, "👷 Take it", arena_printf(ctx->a, "/wo assign %s me", w->number));
+    }
 }
 
 static int wo_card(struct hctx *ctx, const char *headline, const struct work_order *w)
@@ -155,6 +186,7 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
                 w->completed_by ? w->completed_by : "");
     if (w->description)
         rb_addf(&rb, "\n%s\n", w->description);
+    status_buttons(ctx, &rb, w);
     if (n > 0) {
         if (total > n)
             rb_addf(&rb, "\nHistory (last %d of %d):\n", n, total);
@@ -188,6 +220,7 @@ static int wo_new(struct hctx *ctx, struct args *args)
     const char *vals[1], *title, *priority = NULL, *number;
     struct equipment e;
     struct work_order w;
+    struct rb rb;
     int r;
 
     if (args->n < 2 || !number_valid("EQ", args->tok[1].text)) {
@@ -226,11 +259,14 @@ static int wo_new(struct hctx *ctx, struct args *args)
                      &w);
     if (r < 0)
         return reply_db_error(ctx, r);
-    reply(ctx,
-          "✅ Opened %s %s %s · %s\nEquipment: %s %s\nMove it along: /wo status %s "
-          "in_progress",
-          priority_emoji(w.priority), w.number, w.priority, w.title, w.equipment_number,
-          w.equipment_label, w.number);
+    rb_init(&rb);
+    rb_addf(&rb,
+            "✅ Opened %s %s %s · %s\nEquipment: %s %s\nMove it along: /wo status %s "
+            "in_progress",
+            priority_emoji(w.priority), w.number, w.priority, w.title, w.equipment_number,
+            w.equipment_label, w.number);
+    status_buttons(ctx, &rb, &w);
+    rb_send(ctx, &rb);
     return 0;
 }
 

@@ -1,0 +1,331 @@
+/* Inbox, outbox, chats and poll offsets; notifications and advisory locks. */
+#include "queue.h"
+
+#include "db_internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+
+int db_poll_offset(struct db *db, const char *channel, long long *ret)
+{
+    static const struct db_stmt st = {
+        "poll_offset", "SELECT poll_offset FROM channel_state WHERE channel = $1", 1};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (r < 0)
+        return r;
+    *ret = PQntuples(res) > 0 ? db_i64(res, 0, 0) : 0;
+    PQclear(res);
+    return 0;
+}
+
+int db_inbox_store(struct db *db, const char *channel, int n, const char *const *external_ids,
+                   const char *const *chat_ids, const char *const *payloads, long long new_offset)
+{
+    static const struct db_stmt ins = {
+        "inbox_store",
+        "INSERT INTO inbox (channel, external_id, chat_id, payload) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (channel, external_id) DO NOTHING",
+        4};
+    static const struct db_stmt off = {
+        "poll_offset_set",
+        "INSERT INTO channel_state (channel, poll_offset) VALUES ($1, $2) "
+        "ON CONFLICT (channel) DO UPDATE SET poll_offset = greatest(channel_state.poll_offset, "
+        "  excluded.poll_offset), updated_at = now()",
+        2};
+    struct db_num o;
+    int r;
+
+    r = db_begin(db);
+    if (r < 0)
+        return r;
+    for (int i = 0; i < n; i++) {
+        r = db_query(db, &ins, (const char *[]){channel, external_ids[i], chat_ids[i], payloads[i]},
+                     NULL);
+        if (r < 0)
+            goto fail;
+    }
+    r = db_query(db, &off, (const char *[]){channel, db_num(&o, new_offset)}, NULL);
+    if (r < 0)
+        goto fail;
+    if (n > 0) {
+        r = db_exec(db, "NOTIFY " QUEUE_INBOX_EVENT);
+        if (r < 0)
+            goto fail;
+    }
+    return db_commit(db);
+fail:
+    db_rollback(db);
+    return r;
+}
+
+int db_inbox_claim(struct db *db, struct arena *a, const char *channel, struct inbox_item *ret)
+{
+    /* The inner query names the oldest unhandled update of every chat; the
+     * outer one locks the first that is due and not taken by another
+     * worker. handled_at IS NULL is checked again on the locked row, in
+     * case it was handled between the two. */
+    static const struct db_stmt st = {
+        "inbox_claim",
+        "SELECT i.id, i.chat_id, i.payload, i.attempts FROM inbox i JOIN ("
+        "  SELECT DISTINCT ON (chat_id) id FROM inbox "
+        "  WHERE channel = $1 AND handled_at IS NULL ORDER BY chat_id, id) h ON h.id = i.id "
+        "WHERE i.handled_at IS NULL AND i.not_before <= now() "
+        "ORDER BY i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED",
+        1};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    ret->id = db_i64(res, 0, 0);
+    ret->chat_id = db_str(a, res, 0, 1);
+    ret->payload = db_str(a, res, 0, 2);
+    ret->attempts = db_int(res, 0, 3);
+    PQclear(res);
+    return ret->chat_id && ret->payload ? 0 : -ENOMEM;
+}
+
+int db_inbox_done(struct db *db, int64_t id, const char *outcome)
+{
+    static const struct db_stmt st = {
+        "inbox_done", "UPDATE inbox SET handled_at = now(), outcome = $2 WHERE id = $1", 2};
+    struct db_num i;
+
+    return db_query(db, &st, (const char *[]){db_num(&i, id), outcome}, NULL);
+}
+
+int db_inbox_retry_later(struct db *db, int64_t id, int delay_ms)
+{
+    static const struct db_stmt st = {
+        "inbox_retry",
+        "UPDATE inbox SET attempts = attempts + 1, "
+        "  not_before = now() + make_interval(secs => $2::double precision / 1000) "
+        "WHERE id = $1 AND handled_at IS NULL",
+        2};
+    struct db_num i, d;
+
+    return db_query(db, &st, (const char *[]){db_num(&i, id), db_num(&d, delay_ms)}, NULL);
+}
+
+int db_chat_seen(struct db *db, const char *channel, const char *chat_id, const char *kind)
+{
+    static const struct db_stmt st = {
+        "chat_seen",
+        "INSERT INTO chats (channel, chat_id, kind) VALUES ($1, $2, $3) "
+        "ON CONFLICT (channel, chat_id) DO UPDATE SET kind = excluded.kind, active = true, "
+        "  updated_at = now() WHERE chats.kind <> excluded.kind OR NOT chats.active",
+        3};
+
+    return db_query(db, &st, (const char *[]){channel, chat_id, kind}, NULL);
+}
+
+int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, bool active)
+{
+    static const struct db_stmt st = {
+        "chat_active",
+        "INSERT INTO chats (channel, chat_id, active) VALUES ($1, $2, $3) "
+        "ON CONFLICT (channel, chat_id) DO UPDATE SET active = excluded.active, updated_at = now()",
+        3};
+
+    return db_query(db, &st, (const char *[]){channel, chat_id, active ? "true" : "false"}, NULL);
+}
+
+int db_outbox_add(struct db *db, const char *channel, const char *chat_id, const char *method,
+                  const char *payload, int64_t inbox_id)
+{
+    static const struct db_stmt st = {
+        "outbox_add",
+        "WITH c AS (INSERT INTO chats (channel, chat_id) VALUES ($1, $2) "
+        "  ON CONFLICT (channel, chat_id) DO NOTHING) "
+        "INSERT INTO outbox (channel, chat_id, method, payload, inbox_id) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        5};
+    struct db_num i;
+    int r;
+
+    r = db_query(
+        db, &st,
+        (const char *[]){channel, chat_id, method, payload, inbox_id ? db_num(&i, inbox_id) : NULL},
+        NULL);
+    if (r < 0)
+        return r;
+    return db_exec(db, "NOTIFY " QUEUE_OUTBOX_EVENT);
+}
+
+int db_outbox_claim(struct db *db, struct arena *a, const char *channel, struct outbox_item *ret)
+{
+    /* As for the inbox: only the oldest pending message of a chat, so a
+     * chat's messages go out in order, and the chat row is locked with it,
+     * so two senders never both think the chat has budget. */
+    static const struct db_stmt st = {
+        "outbox_claim",
+        "SELECT o.id, o.chat_id, o.method, o.payload, c.kind, o.attempts "
+        "FROM outbox o JOIN ("
+        "  SELECT DISTINCT ON (chat_id) id FROM outbox WHERE channel = $1 "
+        "  AND sent_at IS NULL AND failed_at IS NULL ORDER BY chat_id, id) h ON h.id = o.id "
+        "JOIN chats c ON c.channel = o.channel AND c.chat_id = o.chat_id "
+        "WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.due_at <= now() "
+        "  AND c.next_send_at <= now() "
+        "ORDER BY o.id LIMIT 1 FOR UPDATE OF o, c SKIP LOCKED",
+        1};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    ret->id = db_i64(res, 0, 0);
+    ret->chat_id = db_str(a, res, 0, 1);
+    ret->method = db_str(a, res, 0, 2);
+    ret->payload = db_str(a, res, 0, 3);
+    ret->chat_kind = db_str(a, res, 0, 4);
+    ret->attempts = db_int(res, 0, 5);
+    PQclear(res);
+    return ret->chat_id && ret->method && ret->payload && ret->chat_kind ? 0 : -ENOMEM;
+}
+
+static int chat_next(struct db *db, const char *channel, const char *chat_id, int ms)
+{
+    static const struct db_stmt st = {
+        "chat_next_send",
+        "UPDATE chats SET next_send_at = greatest(next_send_at, "
+        "  now() + make_interval(secs => $3::double precision / 1000)) "
+        "WHERE channel = $1 AND chat_id = $2",
+        3};
+    struct db_num m;
+
+    return db_query(db, &st, (const char *[]){channel, chat_id, db_num(&m, ms)}, NULL);
+}
+
+int db_outbox_sent(struct db *db, const char *channel, const struct outbox_item *it,
+                   const char *remote_id, int gap_ms)
+{
+    static const struct db_stmt st = {
+        "outbox_sent",
+        "UPDATE outbox SET sent_at = now(), remote_id = $2, attempts = attempts + 1 "
+        "WHERE id = $1",
+        2};
+    struct db_num i;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&i, it->id), remote_id}, NULL);
+    if (r < 0)
+        return r;
+    return chat_next(db, channel, it->chat_id, gap_ms);
+}
+
+int db_outbox_retry(struct db *db, const struct outbox_item *it, int delay_ms, const char *error)
+{
+    static const struct db_stmt st = {
+        "outbox_retry",
+        "UPDATE outbox SET attempts = attempts + 1, last_error = left($3, 500), "
+        "  due_at = now() + make_interval(secs => $2::double precision / 1000) WHERE id = $1",
+        3};
+    struct db_num i, d;
+
+    return db_query(db, &st, (const char *[]){db_num(&i, it->id), db_num(&d, delay_ms), error},
+                    NULL);
+}
+
+int db_outbox_chat_wait(struct db *db, const char *channel, const struct outbox_item *it,
+                        int wait_s, const char *error)
+{
+    static const struct db_stmt st = {
+        "outbox_429",
+        "UPDATE outbox SET attempts = attempts + 1, last_error = left($2, 500) WHERE id = $1", 2};
+    struct db_num i;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&i, it->id), error}, NULL);
+    if (r < 0)
+        return r;
+    return chat_next(db, channel, it->chat_id, wait_s * 1000);
+}
+
+int db_outbox_failed(struct db *db, const struct outbox_item *it, const char *error)
+{
+    static const struct db_stmt st = {
+        "outbox_failed",
+        "UPDATE outbox SET failed_at = now(), attempts = attempts + 1, last_error = left($2, 500) "
+        "WHERE id = $1",
+        2};
+    struct db_num i;
+
+    return db_query(db, &st, (const char *[]){db_num(&i, it->id), error}, NULL);
+}
+
+int db_outbox_next_due(struct db *db, const char *channel, long *ms)
+{
+    static const struct db_stmt st = {
+        "outbox_next_due",
+        "SELECT greatest(0, ceil(extract(epoch FROM min(greatest(o.due_at, c.next_send_at)) "
+        "  - now()) * 1000))::bigint "
+        "FROM outbox o JOIN chats c ON c.channel = o.channel AND c.chat_id = o.chat_id "
+        "WHERE o.channel = $1 AND o.sent_at IS NULL AND o.failed_at IS NULL",
+        1};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (r < 0)
+        return r;
+    r = PQgetisnull(res, 0, 0) ? -ENOENT : 0;
+    if (r == 0)
+        *ms = (long)db_i64(res, 0, 0);
+    PQclear(res);
+    return r;
+}
+
+int db_outbox_pending(struct db *db, const char *channel, long *ret)
+{
+    static const struct db_stmt st = {
+        "outbox_pending",
+        "SELECT count(*) FROM outbox WHERE channel = $1 AND sent_at IS NULL AND failed_at IS NULL",
+        1};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (r < 0)
+        return r;
+    *ret = (long)db_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+int db_try_lock(struct db *db, long long key, bool *got)
+{
+    static const struct db_stmt st = {"try_lock", "SELECT pg_try_advisory_lock($1::bigint)", 1};
+    struct db_num k;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&k, key)}, &res);
+    if (r < 0)
+        return r;
+    *got = PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    return 0;
+}
+
+int db_unlock(struct db *db, long long key)
+{
+    static const struct db_stmt st = {"unlock", "SELECT pg_advisory_unlock($1::bigint)", 1};
+    struct db_num k;
+
+    return db_query(db, &st, (const char *[]){db_num(&k, key)}, NULL);
+}

@@ -1,0 +1,89 @@
+/* The channels' durable queues: inbox, outbox, chats and the poll offset
+ * (sql/0003_inbox_outbox.sql), plus LISTEN/NOTIFY and advisory locks, for
+ * the threads of `rivet serve`. Same conventions as db.h: 0 or -errno,
+ * strings owned by the arena passed in. */
+#ifndef RIVET_QUEUE_H
+#define RIVET_QUEUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct arena;
+struct db;
+
+/* NOTIFY channels: a worker is woken by new inbox rows, a sender by new
+ * outbox rows. */
+#define QUEUE_INBOX_EVENT "rivet_inbox"
+#define QUEUE_OUTBOX_EVENT "rivet_outbox"
+
+struct inbox_item {
+    int64_t id;
+    const char *chat_id, *payload;
+    int attempts;
+};
+
+struct outbox_item {
+    int64_t id;
+    const char *chat_id, *method, *payload, *chat_kind;
+    int attempts;
+};
+
+/* The stored poll offset of channel (0 when none). */
+int db_poll_offset(struct db *db, const char *channel, long long *ret);
+
+/* In one transaction: stores n updates (duplicates of an external id are
+ * ignored), moves the stored offset to new_offset, and notifies workers. */
+int db_inbox_store(struct db *db, const char *channel, int n, const char *const *external_ids,
+                   const char *const *chat_ids, const char *const *payloads, long long new_offset);
+
+/* Inside the caller's transaction: claims the oldest unhandled, due update
+ * of a chat whose older updates are all handled, locked until the
+ * transaction ends. -ENOENT when there is none. */
+int db_inbox_claim(struct db *db, struct arena *a, const char *channel, struct inbox_item *ret);
+/* Marks an update handled, in the caller's transaction. */
+int db_inbox_done(struct db *db, int64_t id, const char *outcome);
+/* After a failed attempt (its own transaction): counts it and holds the
+ * update back for delay_ms; the chat's later updates wait behind it. */
+int db_inbox_retry_later(struct db *db, int64_t id, int delay_ms);
+
+/* Records a chat's kind (private, group, ...) and that it talks to Rivet. */
+int db_chat_seen(struct db *db, const char *channel, const char *chat_id, const char *kind);
+/* A chat that blocked the bot (false) or came back (true). */
+int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, bool active);
+
+/* Queues a message for the chat, in the caller's transaction (the sender is
+ * notified when it commits). */
+int db_outbox_add(struct db *db, const char *channel, const char *chat_id, const char *method,
+                  const char *payload, int64_t inbox_id);
+/* Inside the caller's transaction: claims the oldest pending message of a
+ * chat that may be sent to now (due, and past the chat's next_send_at),
+ * locking the message and the chat. -ENOENT when none. */
+int db_outbox_claim(struct db *db, struct arena *a, const char *channel, struct outbox_item *ret);
+/* Delivered: records the remote id; the chat's next message waits gap_ms. */
+int db_outbox_sent(struct db *db, const char *channel, const struct outbox_item *it,
+                   const char *remote_id, int gap_ms);
+/* Try again after delay_ms (5xx, timeout, connection error). */
+int db_outbox_retry(struct db *db, const struct outbox_item *it, int delay_ms, const char *error);
+/* 429: nothing goes to this chat for wait_s seconds. */
+int db_outbox_chat_wait(struct db *db, const char *channel, const struct outbox_item *it,
+                        int wait_s, const char *error);
+/* Given up for good (400, 403, too many attempts). */
+int db_outbox_failed(struct db *db, const struct outbox_item *it, const char *error);
+/* Milliseconds until the next pending message may go out (0: now), or
+ * -ENOENT when nothing is pending. */
+int db_outbox_next_due(struct db *db, const char *channel, long *ms);
+/* Pending messages (not sent, not failed) of a channel. */
+int db_outbox_pending(struct db *db, const char *channel, long *ret);
+
+/* LISTEN on a notification channel. */
+int db_listen(struct db *db, const char *event);
+/* Waits up to timeout_ms for a notification: 1 when one came (all pending
+ * ones are consumed), 0 on timeout, or -ECONNRESET. */
+int db_wait_notify(struct db *db, int timeout_ms);
+
+/* pg_try_advisory_lock(key) on this session: *got tells whether it is ours.
+ * A lock taken is held until db_unlock() or the connection ends. */
+int db_try_lock(struct db *db, long long key, bool *got);
+int db_unlock(struct db *db, long long key);
+
+#endif
