@@ -1,6 +1,9 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <unistd.h>
 #include <errno.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -160,6 +163,68 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             return -EINVAL;
         }
         cfg->statement_timeout_ms = (int)n;
+    }
+
+    {
+        static const struct {
+            const char *name;
+            long long def, min, max;
+            size_t offset;
+            const char *what;
+        } ints[] = {
+            {"RIVET_WORKERS", 0, 1, 64, offsetof(struct config, workers), "a number of threads"},
+            {"TELEGRAM_SENDERS", 2, 1, 16, offsetof(struct config, telegram_senders),
+             "a number of threads"},
+            {"TELEGRAM_POLL_TIMEOUT_S", 30, 0, 50, offsetof(struct config, telegram_poll_timeout_s),
+             "seconds"},
+            {"TELEGRAM_CHAT_INTERVAL_MS", 1000, 0, 60000,
+             offsetof(struct config, telegram_chat_gap_ms), "milliseconds"},
+            {"TELEGRAM_GROUP_PER_MINUTE", 20, 1, 6000,
+             offsetof(struct config, telegram_group_per_min), "messages a minute"},
+            {"TELEGRAM_GLOBAL_PER_SECOND", 30, 1, 10000,
+             offsetof(struct config, telegram_global_per_s), "messages a second"},
+            {"TELEGRAM_FLUSH_S", 5, 0, 60, offsetof(struct config, telegram_flush_s), "seconds"},
+        };
+        for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+            int *field = (int *)((char *)cfg + ints[i].offset);
+            v = env(ints[i].name);
+            *field = (int)ints[i].def;
+            if (!v)
+                continue;
+            if (config_parse_int(v, ints[i].min, ints[i].max, &n) < 0) {
+                snprintf(err, errlen, "%s must be %s, %lld to %lld", ints[i].name, ints[i].what,
+                         ints[i].min, ints[i].max);
+                return -EINVAL;
+            }
+            *field = (int)n;
+        }
+        if (cfg->workers == 0) {
+            long cores = sysconf(_SC_NPROCESSORS_ONLN);
+            cfg->workers = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+        }
+    }
+
+    cfg->telegram_token = env("TELEGRAM_BOT_TOKEN");
+    if (cfg->telegram_token) {
+        size_t tl = strlen(cfg->telegram_token);
+        bool bad = tl > 256;
+        for (const char *p = cfg->telegram_token; *p && !bad; p++)
+            bad = *p <= ' ' || *p == '/' || *p == '?' || *p == '#' || *p == '%' || *p > '~';
+        if (bad) {
+            /* never echo the token */
+            snprintf(err, errlen,
+                     "TELEGRAM_BOT_TOKEN is not a bot token (it looks like "
+                     "123456:ABC-DEF..., from @BotFather)");
+            return -EINVAL;
+        }
+    }
+    cfg->telegram_api_url = env("TELEGRAM_API_URL");
+    if (!cfg->telegram_api_url)
+        cfg->telegram_api_url = "https://api.telegram.org";
+    if (strncmp(cfg->telegram_api_url, "http://", 7) != 0 &&
+        strncmp(cfg->telegram_api_url, "https://", 8) != 0) {
+        snprintf(err, errlen, "TELEGRAM_API_URL must start with http:// or https://");
+        return -EINVAL;
     }
 
     cfg->database_url = env("DATABASE_URL");

@@ -11,6 +11,17 @@ struct config {
     const char *database_url; /* DATABASE_URL: libpq conninfo or URI; required */
     enum log_level log_level; /* RIVET_LOG_LEVEL */
     int statement_timeout_ms; /* RIVET_STATEMENT_TIMEOUT_MS */
+    int workers;              /* RIVET_WORKERS: threads handling messages */
+
+    /* Telegram; the channel is off without a token. */
+    const char *telegram_token;   /* TELEGRAM_BOT_TOKEN: secret */
+    const char *telegram_api_url; /* TELEGRAM_API_URL */
+    int telegram_senders;         /* TELEGRAM_SENDERS */
+    int telegram_poll_timeout_s;  /* TELEGRAM_POLL_TIMEOUT_S */
+    int telegram_chat_gap_ms;     /* TELEGRAM_CHAT_INTERVAL_MS: private chats */
+    int telegram_group_per_min;   /* TELEGRAM_GROUP_PER_MINUTE */
+    int telegram_global_per_s;    /* TELEGRAM_GLOBAL_PER_SECOND */
+    int telegram_flush_s;         /* TELEGRAM_FLUSH_S: delivery time at shutdown */
 };
 
 /* Reads KEY=VALUE lines from path into the environment. Blank lines and

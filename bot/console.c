@@ -154,12 +154,9 @@ static int console_admin(struct db *db, struct arena *a, const char *factory, ch
 int cmd_chat(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"factory", required_argument, NULL, 'f'},
-        {"user", required_argument, NULL, 'u'},
-        {"echo", no_argument, NULL, 'E'},
-        {"buttons", no_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+        {"factory", required_argument, NULL, 'f'}, {"user", required_argument, NULL, 'u'},
+        {"echo", no_argument, NULL, 'E'},          {"buttons", no_argument, NULL, 'B'},
+        {"help", no_argument, NULL, 'h'},          {0},
     };
     const char *factory = "demo", *user = NULL;
     char ext_id[128], *line = NULL;

@@ -1,7 +1,9 @@
 /* rivet: the command line. */
 #include "rivet.h"
 
+#include <curl/curl.h>
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -20,6 +22,7 @@
 #include "migrate.h"
 #include "ocr.h"
 #include "rivet_config.h"
+#include "telegram.h"
 
 static const char main_usage[] =
     "Usage: rivet [--env-file FILE] COMMAND [OPTIONS]\n"
@@ -164,22 +167,43 @@ int cmd_migrate(int argc, char **argv)
     return r;
 }
 
+static volatile int serve_stop;
+
+/* Waits for SIGINT or SIGTERM (blocked in every thread) and asks all of
+ * `rivet serve` to stop. */
+static void *signal_main(void *arg)
+{
+    sigset_t *set = arg;
+    int sig = 0;
+
+    log_set_thread("signal");
+    sigwait(set, &sig);
+    log_info("serve.stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    serve_stop = 1;
+    return NULL;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     static const char usage[] =
         "Usage: rivet serve\n"
         "\n"
-        "Runs the server: applies migrations, then serves until SIGINT or SIGTERM.\n"
-        "The Telegram, WhatsApp, HTTP and MQTT parts join it in later releases.\n";
+        "Runs the server: applies migrations, then runs the channels that are\n"
+        "configured until SIGINT or SIGTERM. With TELEGRAM_BOT_TOKEN set that is the\n"
+        "Telegram channel: a poller, RIVET_WORKERS workers and TELEGRAM_SENDERS\n"
+        "senders. Several rivet serve processes may share one database: one polls,\n"
+        "all work and send.\n";
+    static sigset_t set;
+    struct telegram *tg = NULL;
     struct config cfg;
+    pthread_t sig_thread;
     struct db *db;
-    sigset_t set;
-    int r, sig = 0;
+    int r;
 
     r = help_only("serve", argc, argv, usage);
     if (r >= 0)
         return r;
-    /* Block the signals before any thread starts, then wait for them. */
+    /* Block the signals before any thread starts; one thread waits for them. */
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
@@ -187,10 +211,33 @@ int cmd_serve(int argc, char **argv)
     r = rivet_open_db(&cfg, 1, &db);
     if (r)
         return r;
-    log_info("serve.ready", "version=%s", RIVET_VERSION);
-    sigwait(&set, &sig);
-    log_info("serve.stop", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
     db_close(db);
+    if (pthread_create(&sig_thread, NULL, signal_main, &set) != 0) {
+        fprintf(stderr, "rivet: cannot start the signal thread\n");
+        return 1;
+    }
+    if (cfg.telegram_token) {
+        r = telegram_start(&cfg, &serve_stop, &tg);
+        if (r == -EACCES) {
+            fprintf(stderr, "rivet: Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized)\n");
+            pthread_kill(sig_thread, SIGTERM);
+            pthread_join(sig_thread, NULL);
+            return 1;
+        }
+        if (r < 0 && r != -ECANCELED) {
+            fprintf(stderr, "rivet: cannot start the Telegram channel: %s\n", strerror(-r));
+            pthread_kill(sig_thread, SIGTERM);
+            pthread_join(sig_thread, NULL);
+            return 1;
+        }
+    } else {
+        log_warn("serve.no_channels", "msg=\"TELEGRAM_BOT_TOKEN is not set: nothing to serve "
+                                      "but migrations; try rivet chat\"");
+    }
+    log_info("serve.ready", "version=%s telegram=%s", RIVET_VERSION, tg ? "on" : "off");
+    pthread_join(sig_thread, NULL);
+    telegram_stop(tg);
+    log_info("serve.stop", "msg=\"bye\"");
     return 0;
 }
 
@@ -239,6 +286,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     setenv("OMP_THREAD_LIMIT", "1", 0);
     opterr = 0; /* bad_option() says it once, in Rivet's words */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "rivet: cannot initialise libcurl\n");
+        return 1;
+    }
 
     while ((c = getopt_long(argc, argv, "+hV", opts, NULL)) != -1) {
         switch (c) {

@@ -30,7 +30,7 @@ RIVET_STATEMENT_TIMEOUT_MS. See the README for all of them.
 === rivet chat --help
 run: rivet chat --help
 ---
-Usage: rivet chat [--factory NAME] [--user NAME] [--echo]
+Usage: rivet chat [--factory NAME] [--user NAME] [--echo] [--buttons]
 
 Talk to Rivet in this terminal: one message per line, replies printed below.
 Reads standard input to its end, so a conversation can be piped in.
@@ -40,6 +40,9 @@ Reads standard input to its end, so a conversation can be piped in.
   --user NAME     speak as console user NAME instead: a member, or a stranger
                   who can join with '/start CODE'
   --echo          print each message before its replies (for transcripts)
+  --buttons       print the buttons under each reply, with what they send:
+                  [ Next ▶ | ~/equip list 2 ] (a leading ~ means the page is
+                  replaced in place on Telegram)
 
 === rivet invite --help
 run: rivet invite create --help
@@ -59,7 +62,7 @@ factory with that role.
 === every command has --help
 run: for c in chat serve migrate factory invite version; do rivet $c --help | head -n 1; done
 ---
-Usage: rivet chat [--factory NAME] [--user NAME] [--echo]
+Usage: rivet chat [--factory NAME] [--user NAME] [--echo] [--buttons]
 Usage: rivet serve
 Usage: rivet migrate
 Usage: rivet factory create NAME
@@ -227,7 +230,7 @@ exit 2
 exit 2
 
 === rivet serve migrates, says it is ready and stops cleanly on SIGTERM
-run: rivet serve 2>serve.log & pid=$!; for i in $(seq 1 200); do grep -q 'ev=serve.ready' serve.log && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo "exit $?"; grep -c 'ev=serve.stop signal=SIGTERM' serve.log
+run: rivet serve 2>serve.log & pid=$!; for i in $(seq 1 200); do grep -q 'ev=serve.ready' serve.log && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo "exit $?"; grep -c 'ev=serve.stopping signal=SIGTERM' serve.log
 ---
 exit 0
 1

@@ -1,0 +1,196 @@
+/* The Bot API over libcurl: one handle per thread, kept alive between calls,
+ * a timeout on every call, a cap on every answer, and non-200 answers read
+ * as carefully as 200s (409, 429 with retry_after, 5xx all differ). */
+#include "tg.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+struct tg_api {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *base; /* {api_url}/bot{token}/ : secret, never logged */
+    struct buf body;
+    volatile int *stop;
+};
+
+static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    struct tg_api *api = userdata;
+
+    if (buf_add(&api->body, ptr, size * nmemb) < 0)
+        return 0; /* over TG_MAX_RESPONSE: curl ends the transfer */
+    return size * nmemb;
+}
+
+static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    struct tg_api *api = userdata;
+
+    return api->stop && *api->stop ? 1 : 0;
+}
+
+int tg_api_new(const char *api_url, const char *token, volatile int *stop, struct tg_api **ret)
+{
+    struct tg_api *api = calloc(1, sizeof(*api));
+    size_t n;
+
+    if (!api)
+        return -ENOMEM;
+    n = strlen(api_url);
+    while (n && api_url[n - 1] == '/')
+        n--;
+    if (asprintf(&api->base, "%.*s/bot%s/", (int)n, api_url, token) < 0) {
+        api->base = NULL;
+        goto fail;
+    }
+    api->curl = curl_easy_init();
+    if (!api->curl)
+        goto fail;
+    api->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    if (!api->headers)
+        goto fail;
+    buf_init(&api->body, TG_MAX_RESPONSE);
+    api->stop = stop;
+    curl_easy_setopt(api->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, api->headers);
+    curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(api->curl, CURLOPT_WRITEDATA, api);
+    curl_easy_setopt(api->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(api->curl, CURLOPT_XFERINFODATA, api);
+    curl_easy_setopt(api->curl, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(api->curl, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(api->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(api->curl, CURLOPT_USERAGENT, "rivet");
+    curl_easy_setopt(api->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+    *ret = api;
+    return 0;
+fail:
+    tg_api_free(api);
+    return -ENOMEM;
+}
+
+void tg_api_free(struct tg_api *api)
+{
+    if (!api)
+        return;
+    if (api->curl)
+        curl_easy_cleanup(api->curl);
+    curl_slist_free_all(api->headers);
+    if (api->base) {
+        explicit_bzero(api->base, strlen(api->base));
+        free(api->base);
+    }
+    buf_free(&api->body);
+    free(api);
+}
+
+void tg_reply_clear(struct tg_reply *rep)
+{
+    json_decref(rep->result);
+    memset(rep, 0, sizeof(*rep));
+}
+
+static int map_curl(CURLcode c)
+{
+    switch (c) {
+    case CURLE_OK:
+        return 0;
+    case CURLE_OPERATION_TIMEDOUT:
+        return -ETIMEDOUT;
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        return -ECONNREFUSED;
+    case CURLE_WRITE_ERROR:
+        return -E2BIG;
+    case CURLE_ABORTED_BY_CALLBACK:
+        return -ECANCELED;
+    case CURLE_GOT_NOTHING:
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+    case CURLE_PARTIAL_FILE:
+        return -ECONNRESET;
+    default:
+        return -EIO;
+    }
+}
+
+/* Reads {"ok":true,"result":...} or {"ok":false,"error_code":N,
+ * "description":"...","parameters":{"retry_after":N}}. */
+static int parse_answer(struct tg_api *api, struct tg_reply *rep)
+{
+    json_error_t jerr;
+    json_t *root, *ok, *v, *params;
+
+    root = json_loadb(api->body.p ? api->body.p : "", api->body.len, 0, &jerr);
+    if (!root || !json_is_object(root)) {
+        json_decref(root);
+        return -EBADMSG;
+    }
+    ok = json_object_get(root, "ok");
+    if (!json_is_boolean(ok)) {
+        json_decref(root);
+        return -EBADMSG;
+    }
+    rep->ok = json_is_true(ok);
+    if (rep->ok) {
+        rep->result = json_incref(json_object_get(root, "result"));
+    } else {
+        v = json_object_get(root, "error_code");
+        rep->error_code = json_is_integer(v) ? (int)json_integer_value(v) : (int)rep->http_status;
+        v = json_object_get(root, "description");
+        snprintf(rep->description, sizeof(rep->description), "%s",
+                 json_is_string(v) ? json_string_value(v) : "");
+        params = json_object_get(root, "parameters");
+        v = params ? json_object_get(params, "retry_after") : NULL;
+        if (json_is_integer(v) && json_integer_value(v) > 0)
+            rep->retry_after = json_integer_value(v) > 86400 ? 86400 : (int)json_integer_value(v);
+    }
+    json_decref(root);
+    return 0;
+}
+
+int tg_api_call(struct tg_api *api, const char *method, json_t *params, long timeout_s,
+                struct tg_reply *rep)
+{
+    char *url = NULL, *body = NULL;
+    CURLcode c;
+    int r;
+
+    memset(rep, 0, sizeof(*rep));
+    buf_free(&api->body);
+    buf_init(&api->body, TG_MAX_RESPONSE);
+    if (asprintf(&url, "%s%s", api->base, method) < 0)
+        return -ENOMEM;
+    body = params ? json_dumps(params, JSON_COMPACT) : strdup("{}");
+    if (!body) {
+        r = -ENOMEM;
+        goto out;
+    }
+    curl_easy_setopt(api->curl, CURLOPT_URL, url);
+    curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, timeout_s);
+    c = curl_easy_perform(api->curl);
+    curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &rep->http_status);
+    rep->body = buf_str(&api->body);
+    rep->body_len = api->body.len;
+    r = map_curl(c);
+    if (r < 0)
+        goto out;
+    r = parse_answer(api, rep);
+    if (r == 0 && !rep->ok && rep->error_code == 0)
+        rep->error_code = (int)rep->http_status;
+out:
+    if (url) {
+        explicit_bzero(url, strlen(url));
+        free(url);
+    }
+    free(body);
+    return r;
+}

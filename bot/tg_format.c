@@ -1,0 +1,120 @@
+/* Reply text -> Telegram message: HTML escaping, splitting at Telegram's
+ * length limit, and inline keyboards. */
+#include "tg.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "arena.h"
+#include "buf.h"
+#include "handlers.h"
+
+char *tg_html_escape(struct arena *a, const char *text)
+{
+    struct buf b;
+    char *s;
+    int r = 0;
+
+    buf_init(&b, strlen(text) * 5 + 1);
+    for (const char *p = text; *p && r == 0; p++) {
+        switch (*p) {
+        case '<':
+            r = buf_adds(&b, "&lt;");
+            break;
+        case '>':
+            r = buf_adds(&b, "&gt;");
+            break;
+        case '&':
+            r = buf_adds(&b, "&amp;");
+            break;
+        default:
+            r = buf_add(&b, p, 1);
+        }
+    }
+    s = r == 0 ? arena_strdup(a, buf_str(&b)) : NULL;
+    buf_free(&b);
+    return s;
+}
+
+/* UTF-16 code units of the UTF-8 character starting with byte c. */
+static size_t units(unsigned char c)
+{
+    if ((c & 0xc0) == 0x80)
+        return 0; /* continuation byte */
+    return c >= 0xf0 ? 2 : 1;
+}
+
+int tg_split(struct arena *a, const char *text, size_t max, const char ***parts)
+{
+    size_t len = strlen(text), cap = 4, n = 0, start = 0;
+    const char **v = arena_alloc(a, sizeof(*v) * cap);
+
+    if (!v)
+        return -ENOMEM;
+    while (start < len || n == 0) {
+        size_t i = start, used = 0, cut = 0, last_nl = 0;
+
+        /* Walk as far as max units allows, remembering the last newline. */
+        while (i < len) {
+            size_t u = units((unsigned char)text[i]);
+            if (used + u > max)
+                break;
+            used += u;
+            if (text[i] == '\n')
+                last_nl = i;
+            i++;
+        }
+        while (i < len && ((unsigned char)text[i] & 0xc0) == 0x80)
+            i--; /* never end inside a character */
+        if (i >= len)
+            cut = len;
+        else if (last_nl > start)
+            cut = last_nl;
+        else
+            cut = i > start ? i : start + 1;
+        if (n == cap) {
+            const char **bigger = arena_alloc(a, sizeof(*v) * cap * 2);
+            if (!bigger)
+                return -ENOMEM;
+            memcpy(bigger, v, sizeof(*v) * cap);
+            v = bigger;
+            cap *= 2;
+        }
+        v[n] = arena_strndup(a, text + start, cut - start);
+        if (!v[n])
+            return -ENOMEM;
+        n++;
+        start = cut;
+        if (start < len && text[start] == '\n')
+            start++; /* the newline the piece ended at */
+        if (len == 0)
+            break;
+    }
+    *parts = v;
+    return (int)n;
+}
+
+json_t *tg_keyboard(const struct reply *rep)
+{
+    json_t *rows, *row = NULL, *markup;
+    int current = -1;
+
+    if (rep->n_buttons == 0)
+        return NULL;
+    rows = json_array();
+    for (int i = 0; i < rep->n_buttons; i++) {
+        const struct button *b = &rep->buttons[i];
+
+        if (strlen(b->data) > BUTTON_DATA_MAX)
+            continue;
+        if (!row || b->row != current) {
+            row = json_array();
+            json_array_append_new(rows, row);
+            current = b->row;
+        }
+        json_array_append_new(row,
+                              json_pack("{s:s, s:s}", "text", b->text, "callback_data", b->data));
+    }
+    markup = json_pack("{s:o}", "inline_keyboard", rows);
+    return markup;
+}
