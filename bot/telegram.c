@@ -39,6 +39,7 @@ struct telegram {
     const struct config *cfg;
     volatile int *stop_main; /* the process is stopping */
     volatile int stop_poll, stop_work, stop_send, abort_send;
+    long flush_deadline; /* now_ms() by which senders stop, once stop_send */
     char username[64]; /* the bot's, for /cmd@username in groups */
 
     pthread_t poller;
@@ -726,10 +727,12 @@ static void *sender_main(void *arg)
                 nap(&t->abort_send, 1000);
                 continue;
             }
-            /* Nothing due now: at shutdown that means done. */
-            if (t->stop_send)
+            if (db_outbox_next_due(db, CHANNEL, &due) < 0)
+                due = -1; /* nothing pending */
+            /* At shutdown: done when nothing more can go out in time. */
+            if (t->stop_send && (due < 0 || now_ms() + due > t->flush_deadline))
                 break;
-            if (db_outbox_next_due(db, CHANNEL, &due) < 0 || due > 1000)
+            if (due < 0 || due > 1000)
                 due = 1000;
             if (due > 0)
                 db_wait_notify(db, (int)due);
@@ -870,8 +873,9 @@ void telegram_stop(struct telegram *t)
     for (int i = 0; i < t->n_workers; i++)
         pthread_join(t->workers[i], NULL);
     /* Deliver what is due, for a few seconds at most. */
-    t->stop_send = 1;
     deadline = now_ms() + t->cfg->telegram_flush_s * 1000L;
+    t->flush_deadline = deadline;
+    t->stop_send = 1;
     for (int i = 0; i < t->n_senders; i++) {
         struct timespec ts;
         long left = deadline - now_ms();
