@@ -40,7 +40,7 @@ struct telegram {
     volatile int *stop_main; /* the process is stopping */
     volatile int stop_poll, stop_work, stop_send, abort_send;
     long flush_deadline; /* now_ms() by which senders stop, once stop_send */
-    char username[64]; /* the bot's, for /cmd@username in groups */
+    char username[64];   /* the bot's, for /cmd@username in groups */
 
     pthread_t poller;
     pthread_t *workers, *senders;
@@ -185,6 +185,14 @@ static void *poller_main(void *arg)
     struct db *db = NULL;
     bool leader = false;
     int failures = 0;
+    /* The offset this process asks with. It starts at 0 rather than at the
+     * stored one: Telegram keeps what was not confirmed, whatever its ids,
+     * and after a week without updates it restarts update_id at a random
+     * value, which a stored high offset would confirm unseen. Updates
+     * stored before but never confirmed come again and are ignored by the
+     * inbox's unique key. */
+    long long offset = 0;
+    time_t last_purge = 0;
 
     log_set_thread("tg-poll");
     if (tg_api_new(cfg->telegram_api_url, cfg->telegram_token, &t->stop_poll, &api) < 0 ||
@@ -194,7 +202,6 @@ static void *poller_main(void *arg)
     while (!t->stop_poll) {
         struct tg_reply rep;
         struct arena *a = NULL;
-        long long offset;
         long started;
         json_t *params;
         bool got;
@@ -211,14 +218,16 @@ static void *poller_main(void *arg)
             nap(&t->stop_poll, 2000);
             continue;
         }
-        if (!leader)
+        if (!leader) {
             log_info("tg.poll_leader", "msg=\"this process polls Telegram\"");
+            offset = 0;
+        }
         leader = true;
-
-        r = db_poll_offset(db, CHANNEL, &offset);
-        if (r < 0) {
-            nap(&t->stop_poll, backoff_ms(failures++, 500, 10000));
-            continue;
+        if (time(NULL) - last_purge > 3600) {
+            long gone = 0;
+            if (db_queue_purge(db, CHANNEL, QUEUE_KEEP_DAYS, &gone) == 0 && gone > 0)
+                log_info("tg.purged", "rows=%ld days=%d", gone, QUEUE_KEEP_DAYS);
+            last_purge = time(NULL);
         }
         params = json_pack("{s:I, s:i, s:i, s:[s,s,s,s]}", "offset", (json_int_t)offset, "timeout",
                            cfg->telegram_poll_timeout_s, "limit", 100, "allowed_updates", "message",

@@ -4,6 +4,7 @@
 #include "db_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
@@ -304,6 +305,36 @@ int db_outbox_pending(struct db *db, const char *channel, long *ret)
         return r;
     *ret = (long)db_i64(res, 0, 0);
     PQclear(res);
+    return 0;
+}
+
+int db_queue_purge(struct db *db, const char *channel, int days, long *gone)
+{
+    /* Two statements: the outbox rows first, then the inbox rows no pending
+     * message points to (the foreign key nulls the others' inbox_id). */
+    static const struct db_stmt st[] = {
+        {"purge_outbox",
+         "DELETE FROM outbox WHERE channel = $1 AND coalesce(sent_at, failed_at) < "
+         "now() - make_interval(days => $2::int)",
+         2},
+        {"purge_inbox",
+         "DELETE FROM inbox WHERE channel = $1 AND handled_at < "
+         "now() - make_interval(days => $2::int) AND NOT EXISTS (SELECT 1 FROM outbox x "
+         "WHERE x.inbox_id = inbox.id AND x.sent_at IS NULL AND x.failed_at IS NULL)",
+         2},
+    };
+    struct db_num d;
+    PGresult *res;
+    int r;
+
+    *gone = 0;
+    for (size_t k = 0; k < 2; k++) {
+        r = db_query(db, &st[k], (const char *[]){channel, db_num(&d, days)}, &res);
+        if (r < 0)
+            return r;
+        *gone += strtol(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+    }
     return 0;
 }
 

@@ -75,6 +75,13 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms);
 /* Pending messages (not sent, not failed) of a channel. */
 int db_outbox_pending(struct db *db, const char *channel, long *ret);
 
+/* Handled inbox rows and delivered or failed outbox rows older than this
+ * are deleted: they are history, and Telegram may reuse an update_id. */
+#define QUEUE_KEEP_DAYS 7
+
+/* Deletes what QUEUE_KEEP_DAYS allows; *gone gets how many rows. */
+int db_queue_purge(struct db *db, const char *channel, int days, long *gone);
+
 /* LISTEN on a notification channel. */
 int db_listen(struct db *db, const char *event);
 /* Waits up to timeout_ms for a notification: 1 when one came (all pending

@@ -42,7 +42,7 @@ CREATE TABLE outbox (
     chat_id      text NOT NULL,
     method       text NOT NULL CHECK (method IN ('sendMessage', 'editMessageText')),
     payload      text NOT NULL,           -- the method's parameters (JSON)
-    inbox_id     bigint REFERENCES inbox (id),
+    inbox_id     bigint REFERENCES inbox (id) ON DELETE SET NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
     due_at       timestamptz NOT NULL DEFAULT now(),
     attempts     integer NOT NULL DEFAULT 0,
