@@ -126,7 +126,7 @@ static long long last_update_id_in(const char *body, size_t len)
         while ((size_t)(p - body) < len && (*p == ' ' || *p == ':'))
             p++;
         if ((size_t)(p - body) < len && *p >= '0' && *p <= '9') {
-            long long v = strtoll(p, NULL, 10);
+            long long v = strtoll(p, NULL, 10); /* LLONG_MAX on overflow */
             if (v > best)
                 best = v;
         }
@@ -192,6 +192,7 @@ static void *poller_main(void *arg)
      * stored before but never confirmed come again and are ignored by the
      * inbox's unique key. */
     long long offset = 0;
+    int limit = 100; /* 1 while stepping through a page that would not parse */
     time_t last_purge = 0;
 
     log_set_thread("tg-poll");
@@ -230,8 +231,9 @@ static void *poller_main(void *arg)
             last_purge = time(NULL);
         }
         params = json_pack("{s:I, s:i, s:i, s:[s,s,s,s]}", "offset", (json_int_t)offset, "timeout",
-                           cfg->telegram_poll_timeout_s, "limit", 100, "allowed_updates", "message",
-                           "edited_message", "callback_query", "my_chat_member");
+                           limit > 1 ? cfg->telegram_poll_timeout_s : 0, "limit", limit,
+                           "allowed_updates", "message", "edited_message", "callback_query",
+                           "my_chat_member");
         started = now_ms();
         r = tg_api_call(api, "getUpdates", params, cfg->telegram_poll_timeout_s + 15L, &rep);
         json_decref(params);
@@ -239,17 +241,24 @@ static void *poller_main(void *arg)
             break;
         if (r == -EBADMSG) {
             long long last = last_update_id_in(rep.body, rep.body_len);
-            log_warn("tg.poll_bad_page", "status=%ld bytes=%zu skip_to=%lld", rep.http_status,
-                     rep.body_len, last + 1);
-            if (last >= offset && arena_new(&a) == 0) {
-                long long next = last + 1;
-                /* nothing readable to store: just move past it */
-                if (db_inbox_store(db, CHANNEL, 0, NULL, NULL, NULL, next) == 0)
-                    log_warn("tg.update_dropped", "reason=unparseable to=%lld", last);
-                arena_free(a);
-                a = NULL;
-            }
+
+            log_warn("tg.poll_bad_page", "status=%ld bytes=%zu limit=%d", rep.http_status,
+                     rep.body_len, limit);
             tg_reply_clear(&rep);
+            if (limit > 1 && last >= 0) {
+                /* Ask for one update at a time: the good ones before the
+                 * bad one are not lost with it. */
+                limit = 1;
+                continue;
+            }
+            /* One update nobody can read: step past it, if its id is sane. */
+            if (last >= offset && last < TG_MAX_UPDATE_ID &&
+                db_inbox_store(db, CHANNEL, 0, NULL, NULL, NULL, last + 1) == 0) {
+                log_warn("tg.update_dropped", "reason=unparseable update=%lld", last);
+                offset = last + 1;
+                limit = 100;
+                continue;
+            }
             nap(&t->stop_poll, backoff_ms(failures++, 500, 5000));
             continue;
         }
@@ -280,6 +289,8 @@ static void *poller_main(void *arg)
             continue;
         }
         failures = 0;
+        if (limit == 1 && json_array_size(rep.result) == 0)
+            limit = 100; /* the unreadable update is gone: back to whole pages */
         if (json_is_array(rep.result) && json_array_size(rep.result) > 0) {
             if (arena_new(&a) == 0) {
                 n = store_page(db, a, rep.result, &offset);
@@ -392,7 +403,7 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
     bool group;
     int r;
 
-    root = json_loads(it->payload, 0, &jerr);
+    root = json_loads(it->payload, JSON_ALLOW_NUL, &jerr);
     r = root ? tg_update_parse(a, root, &u) : -EBADMSG;
     json_decref(root);
     if (r < 0) {
@@ -429,11 +440,15 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
         h->outcome = "ignored";
         return 0;
     }
-    group = u.chat_type && strcmp(u.chat_type, "private") != 0;
     if (strcmp(u.chat_type, "channel") == 0) {
         h->outcome = "ignored";
         return 0;
     }
+    /* A chat type Telegram may add later is paced like a group. */
+    if (strcmp(u.chat_type, "private") != 0 && strcmp(u.chat_type, "group") != 0 &&
+        strcmp(u.chat_type, "supergroup") != 0)
+        u.chat_type = "group";
+    group = strcmp(u.chat_type, "private") != 0;
     text = u.kind == TG_CALLBACK ? u.callback_data : u.text;
     if (u.kind == TG_CALLBACK && text[0] == REPLY_EDIT_MARK) {
         text++;
@@ -623,7 +638,7 @@ static enum sent deliver(struct telegram *t, struct db *db, struct tg_api *api,
                          const struct outbox_item *it, int *status)
 {
     json_error_t jerr;
-    json_t *p = json_loads(it->payload, 0, &jerr), *plain;
+    json_t *p = json_loads(it->payload, JSON_ALLOW_NUL, &jerr), *plain;
     const char *method = it->method;
     struct tg_reply rep;
     char err[300];
@@ -691,8 +706,8 @@ static enum sent deliver(struct telegram *t, struct db *db, struct tg_api *api,
         break;
     default:
         db_outbox_failed(db, it, err);
-        if (rep.error_code == 403) /* blocked, kicked: no more messages there */
-            db_chat_set_active(db, CHANNEL, it->chat_id, false);
+        if (rep.error_code == 403) /* blocked, kicked: nothing more goes there */
+            db_chat_blocked(db, CHANNEL, it->chat_id, err);
         break;
     }
     tg_reply_clear(&rep);

@@ -79,6 +79,10 @@ struct tg_update {
  * -EBADMSG when a field Rivet needs is missing or of the wrong type. */
 int tg_update_parse(struct arena *a, const json_t *u, struct tg_update *out);
 
+/* update_ids are far below this; a larger one is refused as malformed, so
+ * that the offset past it stays a sane number. */
+#define TG_MAX_UPDATE_ID (1LL << 53)
+
 /* The update_id of an Update object, or -EBADMSG. */
 int tg_update_id(const json_t *u, int64_t *ret);
 

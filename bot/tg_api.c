@@ -128,7 +128,9 @@ static int parse_answer(struct tg_api *api, struct tg_reply *rep)
     json_error_t jerr;
     json_t *root, *ok, *v, *params;
 
-    root = json_loadb(api->body.p ? api->body.p : "", api->body.len, 0, &jerr);
+    /* \u0000 inside a text is Telegram's to send and the handlers' to refuse:
+     * it must not make the whole page unreadable. */
+    root = json_loadb(api->body.p ? api->body.p : "", api->body.len, JSON_ALLOW_NUL, &jerr);
     if (!root || !json_is_object(root)) {
         json_decref(root);
         return -EBADMSG;

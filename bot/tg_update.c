@@ -27,7 +27,7 @@ static bool int_of(const json_t *o, const char *key, int64_t *ret)
 
 int tg_update_id(const json_t *u, int64_t *ret)
 {
-    if (!json_is_object(u) || !int_of(u, "update_id", ret) || *ret < 0)
+    if (!json_is_object(u) || !int_of(u, "update_id", ret) || *ret < 0 || *ret >= TG_MAX_UPDATE_ID)
         return -EBADMSG;
     return 0;
 }

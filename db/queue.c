@@ -141,6 +141,20 @@ int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, 
     return db_query(db, &st, (const char *[]){channel, chat_id, active ? "true" : "false"}, NULL);
 }
 
+int db_chat_blocked(struct db *db, const char *channel, const char *chat_id, const char *error)
+{
+    static const struct db_stmt st = {
+        "outbox_fail_chat",
+        "UPDATE outbox SET failed_at = now(), last_error = left($3, 500) "
+        "WHERE channel = $1 AND chat_id = $2 AND sent_at IS NULL AND failed_at IS NULL",
+        3};
+    int r = db_chat_set_active(db, channel, chat_id, false);
+
+    if (r < 0)
+        return r;
+    return db_query(db, &st, (const char *[]){channel, chat_id, error}, NULL);
+}
+
 int db_outbox_add(struct db *db, const char *channel, const char *chat_id, const char *method,
                   const char *payload, int64_t inbox_id)
 {
@@ -176,7 +190,7 @@ int db_outbox_claim(struct db *db, struct arena *a, const char *channel, struct 
         "  AND sent_at IS NULL AND failed_at IS NULL ORDER BY chat_id, id) h ON h.id = o.id "
         "JOIN chats c ON c.channel = o.channel AND c.chat_id = o.chat_id "
         "WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.due_at <= now() "
-        "  AND c.next_send_at <= now() "
+        "  AND c.next_send_at <= now() AND c.active "
         "ORDER BY o.id LIMIT 1 FOR UPDATE OF o, c SKIP LOCKED",
         1};
     PGresult *res;

@@ -48,6 +48,10 @@ int db_inbox_retry_later(struct db *db, int64_t id, int delay_ms);
 
 /* Records a chat's kind (private, group, ...) and that it talks to Rivet. */
 int db_chat_seen(struct db *db, const char *channel, const char *chat_id, const char *kind);
+/* A chat that answered 403 (blocked, kicked): marked inactive, and its other
+ * pending messages fail with error. It becomes active again when its user
+ * writes (db_chat_seen). */
+int db_chat_blocked(struct db *db, const char *channel, const char *chat_id, const char *error);
 /* A chat that blocked the bot (false) or came back (true). */
 int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, bool active);
 
