@@ -43,6 +43,8 @@ struct telegram {
     char username[64];   /* the bot's, for /cmd@username in groups */
 
     pthread_t poller;
+    pthread_mutex_t poll_lock; /* guards poll_api */
+    struct tg_api *poll_api;
     pthread_t *workers, *senders;
     int n_workers, n_senders;
     bool poller_started;
@@ -196,8 +198,12 @@ static void *poller_main(void *arg)
     time_t last_purge = 0;
 
     log_set_thread("tg-poll");
-    if (tg_api_new(cfg->telegram_api_url, cfg->telegram_token, &t->stop_poll, &api) < 0 ||
-        connect_db(cfg, &t->stop_poll, &db) < 0)
+    if (tg_api_new(cfg->telegram_api_url, cfg->telegram_token, &t->stop_poll, &api) < 0)
+        goto out;
+    pthread_mutex_lock(&t->poll_lock);
+    t->poll_api = api;
+    pthread_mutex_unlock(&t->poll_lock);
+    if (connect_db(cfg, &t->stop_poll, &db) < 0)
         goto out;
 
     while (!t->stop_poll) {
@@ -316,6 +322,9 @@ out:
     if (leader && db)
         db_unlock(db, POLL_LOCK);
     db_close(db);
+    pthread_mutex_lock(&t->poll_lock);
+    t->poll_api = NULL;
+    pthread_mutex_unlock(&t->poll_lock);
     tg_api_free(api);
     return NULL;
 }
@@ -543,7 +552,7 @@ static void *worker_main(void *arg)
         if (r == -ENOENT) {
             db_rollback(db);
             arena_free(a);
-            db_wait_notify(db, 1000);
+            db_wait_notify(db, 500);
             continue;
         }
         if (r < 0) {
@@ -756,10 +765,13 @@ static void *sender_main(void *arg)
             /* At shutdown: done when nothing more can go out in time. */
             if (t->stop_send && (due < 0 || now_ms() + due > t->flush_deadline))
                 break;
+            /* Due now but not claimable means another sender has that
+             * chat in hand: look again shortly, or when notified. */
             if (due < 0 || due > 1000)
                 due = 1000;
-            if (due > 0)
-                db_wait_notify(db, (int)due);
+            else if (due < 20)
+                due = 20;
+            db_wait_notify(db, (int)due);
             continue;
         }
         s = deliver(t, db, api, &it, &status);
@@ -846,6 +858,7 @@ int telegram_start(const struct config *cfg, volatile int *stop, struct telegram
     t->cfg = cfg;
     t->stop_main = stop;
     pthread_mutex_init(&t->rate_lock, NULL);
+    pthread_mutex_init(&t->poll_lock, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t->refilled);
     t->tokens = 1;
     r = tg_api_new(cfg->telegram_api_url, cfg->telegram_token, stop, &api);
@@ -890,10 +903,15 @@ void telegram_stop(struct telegram *t)
 
     if (!t)
         return;
+    /* Polling and working stop together; a long poll is cut short. */
     t->stop_poll = 1;
+    t->stop_work = 1;
+    pthread_mutex_lock(&t->poll_lock);
+    if (t->poll_api)
+        tg_api_interrupt(t->poll_api);
+    pthread_mutex_unlock(&t->poll_lock);
     if (t->poller_started)
         pthread_join(t->poller, NULL);
-    t->stop_work = 1;
     for (int i = 0; i < t->n_workers; i++)
         pthread_join(t->workers[i], NULL);
     /* Deliver what is due, for a few seconds at most. */
@@ -920,6 +938,7 @@ void telegram_stop(struct telegram *t)
     }
     log_info("tg.stopped", "msg=\"polling stopped, workers finished, outbox flushed\"");
     pthread_mutex_destroy(&t->rate_lock);
+    pthread_mutex_destroy(&t->poll_lock);
     free(t->workers);
     free(t->senders);
     free(t);

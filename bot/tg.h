@@ -26,6 +26,9 @@ struct tg_api;
  * *stop is set. One per thread. Returns 0 and *ret, or -ENOMEM. */
 int tg_api_new(const char *api_url, const char *token, volatile int *stop, struct tg_api **ret);
 void tg_api_free(struct tg_api *api);
+/* From another thread: cuts the connection of the call in progress, which
+ * then ends with -ECANCELED if the client's stop flag is set. */
+void tg_api_interrupt(struct tg_api *api);
 
 struct tg_reply {
     long http_status;

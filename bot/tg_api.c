@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "buf.h"
 
@@ -16,7 +17,26 @@ struct tg_api {
     char *base; /* {api_url}/bot{token}/ : secret, never logged */
     struct buf body;
     volatile int *stop;
+    int sock; /* the connection's socket, for tg_api_interrupt() */
 };
+
+static int on_sockopt(void *userdata, curl_socket_t fd, curlsocktype purpose)
+{
+    struct tg_api *api = userdata;
+
+    __atomic_store_n(&api->sock, (int)fd, __ATOMIC_RELAXED);
+    return CURL_SOCKOPT_OK;
+}
+
+void tg_api_interrupt(struct tg_api *api)
+{
+    int fd = __atomic_load_n(&api->sock, __ATOMIC_RELAXED);
+
+    /* The transfer in progress sees the connection end at once; the stop
+     * flag then turns that into -ECANCELED. */
+    if (fd >= 0)
+        shutdown(fd, SHUT_RDWR);
+}
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -57,6 +77,9 @@ int tg_api_new(const char *api_url, const char *token, volatile int *stop, struc
         goto fail;
     buf_init(&api->body, TG_MAX_RESPONSE);
     api->stop = stop;
+    api->sock = -1;
+    curl_easy_setopt(api->curl, CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+    curl_easy_setopt(api->curl, CURLOPT_SOCKOPTDATA, api);
     curl_easy_setopt(api->curl, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(api->curl, CURLOPT_HTTPHEADER, api->headers);
     curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_data);
@@ -179,6 +202,8 @@ int tg_api_call(struct tg_api *api, const char *method, json_t *params, long tim
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, timeout_s);
     c = curl_easy_perform(api->curl);
+    if (c != CURLE_OK && api->stop && *api->stop)
+        c = CURLE_ABORTED_BY_CALLBACK;
     curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &rep->http_status);
     rep->body = buf_str(&api->body);
     rep->body_len = api->body.len;

@@ -287,10 +287,11 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms)
 {
     static const struct db_stmt st = {
         "outbox_next_due",
-        "SELECT greatest(0, ceil(extract(epoch FROM min(greatest(o.due_at, c.next_send_at)) "
-        "  - now()) * 1000))::bigint "
+        /* min() of no rows is NULL, and greatest() would turn it into 0 */
+        "SELECT ceil(extract(epoch FROM min(greatest(o.due_at, c.next_send_at)) - now()) "
+        "  * 1000)::bigint "
         "FROM outbox o JOIN chats c ON c.channel = o.channel AND c.chat_id = o.chat_id "
-        "WHERE o.channel = $1 AND o.sent_at IS NULL AND o.failed_at IS NULL",
+        "WHERE o.channel = $1 AND o.sent_at IS NULL AND o.failed_at IS NULL AND c.active",
         1};
     PGresult *res;
     int r;
@@ -300,7 +301,7 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms)
         return r;
     r = PQgetisnull(res, 0, 0) ? -ENOENT : 0;
     if (r == 0)
-        *ms = (long)db_i64(res, 0, 0);
+        *ms = db_i64(res, 0, 0) > 0 ? (long)db_i64(res, 0, 0) : 0;
     PQclear(res);
     return r;
 }
