@@ -217,8 +217,10 @@ static int chat_next(struct db *db, const char *channel, const char *chat_id, in
 {
     static const struct db_stmt st = {
         "chat_next_send",
+        /* clock_timestamp(): from the answer, not from the start of the
+         * transaction, which may have waited for the send budget */
         "UPDATE chats SET next_send_at = greatest(next_send_at, "
-        "  now() + make_interval(secs => $3::double precision / 1000)) "
+        "  clock_timestamp() + make_interval(secs => $3::double precision / 1000)) "
         "WHERE channel = $1 AND chat_id = $2",
         3};
     struct db_num m;
@@ -248,7 +250,8 @@ int db_outbox_retry(struct db *db, const struct outbox_item *it, int delay_ms, c
     static const struct db_stmt st = {
         "outbox_retry",
         "UPDATE outbox SET attempts = attempts + 1, last_error = left($3, 500), "
-        "  due_at = now() + make_interval(secs => $2::double precision / 1000) WHERE id = $1",
+        "  due_at = clock_timestamp() + make_interval(secs => $2::double precision / 1000) "
+        "WHERE id = $1",
         3};
     struct db_num i, d;
 
