@@ -1,0 +1,664 @@
+"""Shared harness of Rivet's Telegram end-to-end tests.
+
+Each test file in this folder is a TAP program: it creates a fresh database
+on the cluster named by RIVET_TEST_PG_URL, starts the fake Bot API
+(tests/fake_telegram/fake_telegram.py) on a free port, runs one or more
+`rivet serve` processes against both, drives them through the fake's
+control API and checks what the bot sent, the database and the logs.
+
+    python3 tests/telegram/test_commands.py build/rivet
+
+The rivet binary comes from argv[1] or RIVET_BIN. Without
+RIVET_TEST_PG_URL the file prints "1..0 # SKIP ..." and exits 0 (meson 1.0
+counts exit status 77 of a TAP test as an error).
+
+Synchronisation is always a bounded poll: wait_until() re-checks a
+condition until a deadline, and waits on the fake's /control/wait (which
+returns as soon as a new call arrives) or a short nap between checks.
+Nothing sleeps to let something happen.
+
+Only the Python standard library is used. Processes are started from the
+main thread only: they get PR_SET_PDEATHSIG, so a harness that dies takes
+its rivet and fake processes with it.
+"""
+
+import ctypes
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FAKE = os.path.join(HERE, "..", "fake_telegram", "fake_telegram.py")
+
+# Distinctive, so that a leak into a log is unmistakable (and so that each
+# half can be looked for separately).
+TOKEN_ID = "7301234567"
+TOKEN_SECRET = "AAE-rivetTOKENmustNEVERbeLOGGED_x9Qw7Zk"
+TOKEN = TOKEN_ID + ":" + TOKEN_SECRET
+BOT_USERNAME = "rivet_test_bot"
+
+# A year-agnostic work order / equipment number.
+WO_RE = re.compile(r"WO-\d{4}-\d{6,}")
+EQ_RE = re.compile(r"EQ-\d{4}-\d{6,}")
+
+NOT_REGISTERED = "Rivet doesn't know you yet"
+
+
+class Fail(AssertionError):
+    """A failed check; its message is printed as TAP diagnostics."""
+
+
+def check(cond, msg, *details):
+    """Fails the current test point with msg (and details) unless cond."""
+    if not cond:
+        raise Fail("\n".join([msg] + [str(d) for d in details]))
+
+
+def eq(actual, expected, what):
+    check(actual == expected, "%s: expected %r, got %r" % (what, expected, actual))
+
+
+def nap(seconds):
+    """A short pause between two checks of a polled condition (never used
+    to let something happen: callers always re-check with a deadline)."""
+    time.sleep(seconds)
+
+
+def wait_until(cond, timeout, what, interval=0.1):
+    """Calls cond() until it returns a true value, for at most timeout
+    seconds; returns that value or fails with what."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise Fail("timed out after %.1f s waiting for %s" % (timeout, what))
+        nap(interval)
+
+
+def _pdeathsig():
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# TAP
+# ---------------------------------------------------------------------------
+
+class Tap:
+    """Runs named test points in order and prints TAP for them."""
+
+    def __init__(self):
+        self.n = 0
+        self.failed = 0
+        self.diag_hooks = []  # callables returning extra text for a failure
+
+    @staticmethod
+    def diag(text):
+        for line in str(text).splitlines() or [""]:
+            sys.stdout.write("# %s\n" % line)
+        sys.stdout.flush()
+
+    def point(self, name, ok, diag=None):
+        self.n += 1
+        if not ok:
+            self.failed += 1
+        sys.stdout.write("%s %d - %s\n" % ("ok" if ok else "not ok", self.n, name))
+        if diag:
+            self.diag(diag)
+        sys.stdout.flush()
+
+    def run(self, name, fn, *args):
+        started = time.monotonic()
+        try:
+            fn(*args)
+        except Fail as e:
+            self.point(name, False, "%s\n(after %.1f s)" % (e, time.monotonic() - started))
+            self._hooks()
+            return False
+        except Exception:
+            self.point(name, False, traceback.format_exc())
+            self._hooks()
+            return False
+        self.point(name, True)
+        self.diag("%s: %.1f s" % (name, time.monotonic() - started))
+        return True
+
+    def _hooks(self):
+        for hook in self.diag_hooks:
+            try:
+                text = hook()
+            except Exception as e:  # diagnostics must never hide the failure
+                text = "(diagnostics failed: %s)" % e
+            if text:
+                self.diag(text)
+
+
+def main(name, tests, setup=None):
+    """The body of every test file: tests is a list of (title, function);
+    each function gets the Env. setup(env), when given, runs first; if it
+    fails every point fails with its reason."""
+    rivet_bin = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("RIVET_BIN", "")
+    pg_url = os.environ.get("RIVET_TEST_PG_URL", "")
+    if not pg_url:
+        print("1..0 # SKIP RIVET_TEST_PG_URL not set")
+        return 0
+    if not rivet_bin or not os.access(rivet_bin, os.X_OK):
+        print("1..0 # SKIP no rivet binary (give its path as argv[1] or RIVET_BIN)")
+        return 0
+    if not shutil.which("psql"):
+        print("1..0 # SKIP psql not found")
+        return 0
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    tap = Tap()
+    print("1..%d" % len(tests))
+    sys.stdout.flush()
+    started = time.monotonic()
+    env = Env(name, os.path.abspath(rivet_bin), pg_url, tap)
+    try:
+        setup_error = None
+        try:
+            env.create_db()
+            if setup:
+                setup(env)
+        except Exception as e:
+            setup_error = "setup failed: %s" % (
+                e if isinstance(e, Fail) else traceback.format_exc())
+        for title, fn in tests:
+            if setup_error:
+                tap.point(title, False, setup_error)
+                continue
+            tap.run(title, fn, env)
+    except KeyboardInterrupt as e:
+        tap.diag("interrupted: %s" % e)
+        tap._hooks()
+        tap.failed += 1
+    finally:
+        env.close(keep=tap.failed > 0)
+    tap.diag("%s: %d of %d failed, %.1f s" % (name, tap.failed, len(tests),
+                                             time.monotonic() - started))
+    return 0 if tap.failed == 0 else 1
+
+
+# ---------------------------------------------------------------------------
+# The fixture: database, fake, rivet processes
+# ---------------------------------------------------------------------------
+
+class Env:
+    def __init__(self, name, rivet_bin, pg_url, tap):
+        self.name = name
+        self.rivet_bin = rivet_bin
+        self.pg_url = pg_url
+        self.tap = tap
+        self.tmp = tempfile.mkdtemp(prefix="rivet-tg-%s-" % name)
+        self.db_name = "tg_%s_%d" % (re.sub(r"\W", "_", name), os.getpid())
+        self.db_url = re.sub(r"/[^/?]*(\?|$)", "/" + self.db_name + r"\1",
+                             pg_url.split("://", 1)[1], count=1)
+        self.db_url = pg_url.split("://", 1)[0] + "://" + self.db_url
+        self.db_created = False
+        self.fake = None
+        self.rivets = []
+        tap.diag_hooks.append(self.failure_logs)
+
+    # -- database ------------------------------------------------------------
+
+    def _psql(self, url, query, timeout=60):
+        p = subprocess.run(
+            ["psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-F", "\t",
+             "-d", url, "-c", query],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+            env=dict(os.environ, PGCONNECT_TIMEOUT="10"))
+        if p.returncode != 0:
+            raise Fail("psql failed (%d) on %r: %s" % (p.returncode, query[:200],
+                                                      p.stderr.decode(errors="replace")))
+        return p.stdout.decode("utf-8", "replace")
+
+    def create_db(self):
+        self._psql(self.pg_url, 'CREATE DATABASE "%s"' % self.db_name)
+        self.db_created = True
+
+    def drop_db(self):
+        if self.db_created:
+            try:
+                self._psql(self.pg_url, 'DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % self.db_name)
+                self.db_created = False
+            except Exception as e:
+                sys.stderr.write("could not drop %s: %s\n" % (self.db_name, e))
+
+    def sql(self, query):
+        """Rows of a query on the test database, as lists of strings."""
+        out = self._psql(self.db_url, query)
+        return [line.split("\t") for line in out.splitlines() if line != ""]
+
+    def sql_value(self, query):
+        rows = self.sql(query)
+        return rows[0][0] if rows else None
+
+    # -- the rivet CLI -------------------------------------------------------
+
+    def cli(self, *args, timeout=60):
+        """Runs `rivet ARGS` on the test database; returns stdout (fails on a
+        non-zero exit)."""
+        env = self.base_env()
+        env["RIVET_LOG_LEVEL"] = "warn"
+        p = subprocess.run([self.rivet_bin] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=env, timeout=timeout)
+        if p.returncode != 0:
+            raise Fail("rivet %s exited %d: %s" % (" ".join(args), p.returncode,
+                                                   p.stderr.decode(errors="replace")))
+        return p.stdout.decode("utf-8", "replace")
+
+    def console(self, lines, factory):
+        """Pipes lines into `rivet chat --factory FACTORY` (its admin)."""
+        env = self.base_env()
+        env["RIVET_LOG_LEVEL"] = "warn"
+        p = subprocess.run([self.rivet_bin, "chat", "--factory", factory],
+                           input="".join(l + "\n" for l in lines).encode(),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120)
+        if p.returncode != 0:
+            raise Fail("rivet chat exited %d: %s" % (p.returncode, p.stderr.decode(errors="replace")))
+        return p.stdout.decode("utf-8", "replace")
+
+    def factory(self, name):
+        """Creates a factory; returns its slug."""
+        out = self.cli("factory", "create", name)
+        m = re.search(r"slug ([\w-]+)", out)
+        check(m, "no slug in %r" % out)
+        return m.group(1)
+
+    def invite(self, factory, role="technician", uses=1):
+        return self.cli("invite", "create", "--factory", factory, "--role", role,
+                        "--uses", str(uses), "--quiet").strip()
+
+    # -- processes -------------------------------------------------------------
+
+    def base_env(self):
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("TELEGRAM_", "RIVET_", "DATABASE_"))}
+        env["DATABASE_URL"] = self.db_url
+        env["LC_ALL"] = "C.UTF-8"
+        return env
+
+    def start_fake(self, *extra):
+        check(self.fake is None, "a fake is already running")
+        self.fake = Fake(self, list(extra))
+        return self.fake
+
+    def rivet(self, label="A", **settings):
+        """A `rivet serve` process (not started yet) for the fake."""
+        r = Rivet(self, label, settings)
+        self.rivets.append(r)
+        return r
+
+    def logs(self):
+        """Every rivet log file written so far: [(path, text)]."""
+        out = []
+        for r in self.rivets:
+            for path in r.log_paths:
+                with open(path, "rb") as f:
+                    out.append((path, f.read().decode("utf-8", "replace")))
+        return out
+
+    def failure_logs(self):
+        parts = []
+        for r in self.rivets:
+            if r.log_paths:
+                parts.append("--- tail of %s (%s) ---\n%s" % (
+                    os.path.basename(r.log_paths[-1]),
+                    "running" if r.alive() else "exited %s" % r.returncode(),
+                    r.tail(25)))
+        if self.fake:
+            t = self.fake.log_tail(10)
+            if t.strip():
+                parts.append("--- tail of the fake's stderr ---\n" + t)
+        return "\n".join(parts)
+
+    def close(self, keep=False):
+        for r in self.rivets:
+            r.kill()
+        if self.fake:
+            self.fake.stop()
+        self.drop_db()
+        if keep:
+            sys.stdout.write("# logs kept in %s\n" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Fake:
+    """A running fake Bot API and its control API."""
+
+    def __init__(self, env, extra):
+        self.env = env
+        port_file = os.path.join(env.tmp, "fake.port")
+        self.stderr_path = os.path.join(env.tmp, "fake.stderr")
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, FAKE, "--port", "0", "--port-file", port_file,
+             "--token", TOKEN, "--bot-username", BOT_USERNAME] + extra,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            preexec_fn=_pdeathsig)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise Fail("the fake exited %s: %s" % (self.proc.returncode, self.log_tail(20)))
+            return os.path.exists(port_file)
+
+        wait_until(ready, 20, "the fake's port file", interval=0.05)
+        with open(port_file) as f:
+            self.port = int(f.read().strip())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def log_tail(self, n):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                lines = f.read().decode("utf-8", "replace").splitlines()
+            return "\n".join(lines[-n:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+    # -- control API ---------------------------------------------------------
+
+    def ctl(self, name, http_timeout=None, **args):
+        """POSTs args as JSON to /control/NAME; returns the answer."""
+        if http_timeout is None:
+            http_timeout = 30 + float(args.get("timeout") or 0)
+        data = json.dumps(args).encode()
+        req = urllib.request.Request(self.url + "/control/" + name, data=data,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=http_timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            raise Fail("control %s %r: HTTP %d %s" % (name, args, e.code,
+                                                      e.read().decode(errors="replace")))
+
+    def message(self, chat_id, text, from_id=None, **kw):
+        """A text message from a user (from_id defaults to chat_id)."""
+        return self.ctl("message", chat_id=chat_id, from_id=from_id or chat_id, text=text, **kw)
+
+    def press(self, chat_id, message_id, data, from_id=None, **kw):
+        """A button press on the bot's message; returns the callback id."""
+        return self.ctl("callback", chat_id=chat_id, message_id=message_id, data=data,
+                        from_id=from_id or chat_id, **kw)["callback_query_id"]
+
+    def update(self, update):
+        return self.ctl("update", update=update)
+
+    def fault(self, **kw):
+        return self.ctl("fault", **kw)
+
+    def clear_faults(self):
+        return self.ctl("clear_faults")
+
+    def stats(self):
+        return self.ctl("stats")
+
+    def state(self):
+        return self.ctl("state")
+
+    def last_seq(self):
+        return self.stats()["last_seq"]
+
+    def calls(self, method=None, chat_id=None, since=0):
+        args = {"since": since}
+        if method:
+            args["method"] = method
+        if chat_id is not None:
+            args["chat_id"] = chat_id
+        return self.ctl("sent", **args)["calls"]
+
+    def block_for_calls(self, since, timeout):
+        """Returns once the fake has logged any call after seq since, or
+        after timeout seconds (a bounded wait, used between two checks)."""
+        self.ctl("wait", since=since, count=1, timeout=max(0.05, timeout))
+
+    def wait_calls(self, pred, count, timeout, what, since=0, method=None, chat_id=None):
+        """Waits until at least count calls (after seq since, of method and
+        chat_id when given) satisfy pred; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            all_calls = self.calls(method, chat_id, since)
+            good = [c for c in all_calls if pred(c)]
+            if len(good) >= count:
+                return good
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Fail("timed out after %.1f s waiting for %s (%d of %d seen)%s" % (
+                    timeout, what, len(good), count,
+                    "".join("\n  seen: %s" % describe(c) for c in good[-5:])))
+            last = all_calls[-1]["seq"] if all_calls else since
+            self.ctl("wait", since=last, method=method or "", count=1,
+                     timeout=min(left, 1.0), **({"chat_id": chat_id} if chat_id else {}))
+
+    def replies(self, chat_id, count, since=0, timeout=20, contains=None):
+        """Waits for count delivered messages (sendMessage or
+        editMessageText answered ok) in chat_id after since; returns them."""
+        def pred(c):
+            return (c["ok"] and c["method"] in ("sendMessage", "editMessageText")
+                    and (contains is None or contains in text_of(c)))
+        return self.wait_calls(pred, count, timeout,
+                               "%d repl%s in chat %s%s" % (count, "y" if count == 1 else "ies",
+                                                           chat_id,
+                                                           " with %r" % contains if contains else ""),
+                               since=since, chat_id=chat_id)
+
+    def ask(self, chat_id, text, from_id=None, timeout=20, **kw):
+        """Sends text and returns the bot's first delivered reply to it."""
+        since = self.last_seq()
+        self.message(chat_id, text, from_id, **kw)
+        return self.replies(chat_id, 1, since=since, timeout=timeout)[0]
+
+
+def text_of(call):
+    """What the user sees: the text Telegram stored (entities parsed), or
+    the text that was sent when the call failed."""
+    if call.get("ok") and isinstance(call.get("result"), dict) and "text" in call["result"]:
+        return call["result"]["text"]
+    return str(call["params"].get("text", ""))
+
+
+def buttons_of(call):
+    """[(text, callback_data)] of an inline keyboard in a call's params."""
+    markup = call["params"].get("reply_markup")
+    if isinstance(markup, str):
+        markup = json.loads(markup)
+    out = []
+    for row in (markup or {}).get("inline_keyboard", []):
+        for b in row:
+            out.append((b.get("text"), b.get("callback_data")))
+    return out
+
+
+def describe(call):
+    return "#%s %s chat=%s ok=%s %s %r" % (
+        call["seq"], call["method"], call["params"].get("chat_id"), call["ok"],
+        call.get("error_code") or "", text_of(call)[:80])
+
+
+class Rivet:
+    """One `rivet serve` process, restartable; each start logs to a new file."""
+
+    DEFAULTS = {
+        "TELEGRAM_POLL_TIMEOUT_S": "2",
+        "RIVET_WORKERS": "2",
+        "TELEGRAM_SENDERS": "2",
+        "TELEGRAM_CHAT_INTERVAL_MS": "0",
+        "TELEGRAM_GROUP_PER_MINUTE": "6000",
+        "TELEGRAM_GLOBAL_PER_SECOND": "1000",
+        "TELEGRAM_FLUSH_S": "5",
+        "RIVET_LOG_LEVEL": "info",
+    }
+
+    def __init__(self, env, label, settings):
+        self.env = env
+        self.label = label
+        self.settings = dict(self.DEFAULTS)
+        self.settings.update({k: str(v) for k, v in settings.items()})
+        self.proc = None
+        self.log_paths = []
+        self.starts = 0
+
+    def environ(self):
+        e = self.env.base_env()
+        e["TELEGRAM_BOT_TOKEN"] = TOKEN
+        e["TELEGRAM_API_URL"] = self.env.fake.url
+        e.update(self.settings)
+        return e
+
+    def start(self, wait=True, timeout=30):
+        check(self.proc is None or self.proc.poll() is not None,
+              "rivet %s is already running" % self.label)
+        self.starts += 1
+        path = os.path.join(self.env.tmp, "rivet-%s-%d.log" % (self.label, self.starts))
+        self.log_paths.append(path)
+        with open(path, "wb") as log:
+            self.proc = subprocess.Popen([self.env.rivet_bin, "serve"], env=self.environ(),
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         preexec_fn=_pdeathsig)
+        if wait:
+            self.wait_log("ev=serve.ready", timeout)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def returncode(self):
+        return self.proc.poll() if self.proc else None
+
+    def text(self, which=-1):
+        if not self.log_paths:
+            return ""
+        with open(self.log_paths[which], "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def all_text(self):
+        out = []
+        for p in self.log_paths:
+            with open(p, "rb") as f:
+                out.append(f.read().decode("utf-8", "replace"))
+        return "".join(out)
+
+    def tail(self, n=25):
+        return "\n".join(self.text().splitlines()[-n:])
+
+    def lines(self, ev, which=-1):
+        """Log lines of the current (or given) run with ev=EV."""
+        pat = re.compile(r" ev=%s( |$)" % re.escape(ev))
+        return [l for l in self.text(which).splitlines() if pat.search(l)]
+
+    def wait_log(self, needle, timeout, count=1):
+        """Waits until the current run's log holds needle count times."""
+        def seen():
+            if not self.alive() and self.text().count(needle) < count:
+                raise Fail("rivet %s exited %s before logging %r" % (
+                    self.label, self.returncode(), needle))
+            return self.text().count(needle) >= count
+        wait_until(seen, timeout, "%r in rivet %s's log" % (needle, self.label), interval=0.05)
+
+    def sigkill(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def sigterm(self, timeout=15):
+        """SIGTERM and wait; returns (exit status, seconds), or fails when
+        the process does not exit in time (then kills it)."""
+        check(self.alive(), "rivet %s is not running" % self.label)
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Fail("rivet %s did not exit within %d s of SIGTERM" % (self.label, timeout))
+        return rc, time.monotonic() - t0
+
+    def kill(self):
+        if self.alive():
+            self.proc.kill()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+# ---------------------------------------------------------------------------
+# Users
+# ---------------------------------------------------------------------------
+
+def register(env, fake, factory, users, role="technician", timeout=30):
+    """Registers Telegram users [(user_id, first_name)] in factory through
+    the bot: one invite code for all, then /start CODE from each private
+    chat. Needs a running rivet serve. Waits for every welcome."""
+    code = env.invite(factory, role, uses=max(1, len(users)))
+    since = fake.last_seq()
+    for uid, name in users:
+        fake.message(uid, "/start " + code, first_name=name)
+    for uid, name in users:
+        got = fake.replies(uid, 1, since=since, timeout=timeout)
+        check("Welcome to Rivet" in text_of(got[0]),
+              "user %s was not welcomed: %r" % (uid, text_of(got[0])))
+    return code
+
+
+def token_leaks(env):
+    """[(log file, line)] of every rivet log line holding the token or
+    either of its halves' distinctive part."""
+    leaks = []
+    for path, text in env.logs():
+        for line in text.splitlines():
+            if TOKEN_SECRET in line or TOKEN in line or ("bot" + TOKEN_ID) in line:
+                leaks.append((os.path.basename(path), line[:300]))
+    return leaks
+
+
+def check_no_token(env):
+    logs = env.logs()
+    check(logs, "no rivet logs were captured")
+    check(sum(len(t) for _, t in logs) > 0, "the rivet logs are empty")
+    leaks = token_leaks(env)
+    check(not leaks, "the bot token appears in %d log line(s)" % len(leaks),
+          *["%s: %s" % l for l in leaks[:5]])
+
+
+def check_no_crash(env):
+    """No rivet run ended with a sanitizer report or a signal other than
+    the SIGKILLs the test sent."""
+    for path, text in env.logs():
+        for marker in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
+            check(marker not in text, "%s in %s" % (marker, os.path.basename(path)),
+                  "\n".join(l for l in text.splitlines() if marker in l)[:1000])
+
+
+def rand():
+    return random.Random(os.getpid() ^ int(time.time()))
