@@ -516,8 +516,10 @@ static int give_up(struct db *db, struct arena *a, const struct inbox_item *it)
                                 "again in a minute."};
     int r = 0;
 
-    if (it->chat_id[0])
-        r = queue_reply(db, a, it->chat_id, &rep, 0, it->id);
+    /* Even if the apology cannot be stored, the update is let go. */
+    if (it->chat_id[0] && db_savepoint(db, "apology") == 0 &&
+        queue_reply(db, a, it->chat_id, &rep, 0, it->id) < 0)
+        r = db_rollback_to(db, "apology");
     return r < 0 ? r : db_inbox_done(db, it->id, "gave_up");
 }
 
@@ -538,6 +540,7 @@ static void *worker_main(void *arg)
     while (!t->stop_work) {
         struct handled h = {0};
         struct inbox_item it;
+        bool retried = false;
         struct arena *a = NULL;
         long started = now_ms();
         int r;
@@ -568,21 +571,34 @@ static void *worker_main(void *arg)
             r = give_up(db, a, &it);
             h.outcome = "gave_up";
         } else {
-            r = handle_update(t, db, a, &it, &h);
+            /* A savepoint, so that a failed handler's work is undone while
+             * the row stays locked for recording the failed attempt: no
+             * other worker takes it up before its backoff. */
+            r = db_savepoint(db, "handler");
+            if (r == 0)
+                r = handle_update(t, db, a, &it, &h);
             if (r == 0)
                 r = db_inbox_done(db, it.id, h.outcome);
         }
-        if (r == 0)
+        if (r == 0) {
             r = db_commit(db);
-        else
+        } else if (db_rollback_to(db, "handler") == 0 &&
+                   db_inbox_retry_later(db, it.id, (int)backoff_ms(it.attempts, 1000, 30000)) ==
+                       0 &&
+                   db_commit(db) == 0) {
+            retried = true; /* the failure is recorded with the lock held */
+        } else {
             db_rollback(db);
+        }
         if (r < 0) {
             char q[300];
             log_error("tg.update_failed", "inbox=%lld chat=%s err=%s detail=%s attempt=%d",
                       (long long)it.id, it.chat_id, strerror(-r),
                       log_quote(q, sizeof(q), db_errmsg(db)), it.attempts + 1);
-            /* counted in a transaction of its own; the row stays pending */
-            db_inbox_retry_later(db, it.id, (int)backoff_ms(it.attempts, 1000, 30000));
+            /* The connection is gone with the transaction: count the
+             * attempt in a transaction of its own; the row stays pending. */
+            if (!retried)
+                db_inbox_retry_later(db, it.id, (int)backoff_ms(it.attempts, 1000, 30000));
             if (h.callback_id)
                 answer_callback(api, h.callback_id, "Sorry, that did not work. Try again.");
         } else {

@@ -362,6 +362,22 @@ int db_sha256_hex(const char *s, char out[65])
     return 0;
 }
 
+int db_savepoint(struct db *db, const char *name)
+{
+    char sql[80];
+
+    snprintf(sql, sizeof(sql), "SAVEPOINT %s", name);
+    return db_exec(db, sql);
+}
+
+int db_rollback_to(struct db *db, const char *name)
+{
+    char sql[96];
+
+    snprintf(sql, sizeof(sql), "ROLLBACK TO SAVEPOINT %s", name);
+    return db_exec(db, sql);
+}
+
 const char *db_first_str(struct db *db, struct arena *a, const struct db_stmt *st,
                          const char *const *params)
 {

@@ -35,6 +35,10 @@ int db_begin(struct db *db);
 int db_commit(struct db *db);
 /* Rolls back; safe to call when no transaction is open. */
 int db_rollback(struct db *db);
+/* SAVEPOINT name / ROLLBACK TO SAVEPOINT name, inside a transaction. name is
+ * one of Rivet's own identifiers, never user text. */
+int db_savepoint(struct db *db, const char *name);
+int db_rollback_to(struct db *db, const char *name);
 
 /* ---- factories ---- */
 struct factory {
