@@ -142,7 +142,7 @@ static int equip_search(struct hctx *ctx, const char *text)
     return 0;
 }
 
-static int not_found(struct hctx *ctx, const char *number)
+int reply_no_equipment(struct hctx *ctx, const char *number)
 {
     const char *s = db_equipment_suggest(ctx->db, ctx->a, ctx->user.factory_id, number);
 
@@ -165,7 +165,7 @@ static int equip_view(struct hctx *ctx, const char *target)
     if (number_valid("EQ", target)) {
         r = db_equipment_get(ctx->db, ctx->a, ctx->user.factory_id, target, &e);
         if (r == -ENOENT)
-            return not_found(ctx, target);
+            return reply_no_equipment(ctx, target);
         if (r < 0)
             return reply_db_error(ctx, r);
         card(ctx, "🏭 ", &e);
@@ -177,7 +177,7 @@ static int equip_view(struct hctx *ctx, const char *target)
     if (r < 0)
         return reply_db_error(ctx, r);
     if (n == 0)
-        return not_found(ctx, target);
+        return reply_no_equipment(ctx, target);
     /* One machine that holds the text as typed beats look-alikes. */
     if (n == 1 || (v[0].substring && !v[1].substring)) {
         card(ctx, "🏭 ", &v[0]);
@@ -292,7 +292,7 @@ static int equip_edit(struct hctx *ctx, struct args *args)
         return 0;
     r = db_equipment_update(ctx->db, ctx->a, ctx->user.factory_id, number, &f, &e);
     if (r == -ENOENT)
-        return not_found(ctx, number);
+        return reply_no_equipment(ctx, number);
     if (r < 0)
         return reply_db_error(ctx, r);
     card(ctx, "✏️ Updated ", &e);

@@ -102,6 +102,9 @@ int cmd_equip(struct hctx *ctx, struct args *args);
 int cmd_wo(struct hctx *ctx, struct args *args);
 int cmd_stats(struct hctx *ctx, struct args *args);
 
+/* "No equipment NUMBER." with the closest number, if any; returns 0. */
+int reply_no_equipment(struct hctx *ctx, const char *number);
+
 /* The usage lines of a command ("/equip"), NULL when unknown. */
 const char *help_usage(const char *cmd);
 /* The known command nearest to cmd, or NULL. */

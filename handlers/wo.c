@@ -245,14 +245,8 @@ static int wo_new(struct hctx *ctx, struct args *args)
     if (!field_ok(ctx, "title", title, FIELD_MAX_CHARS))
         return 0;
     r = db_equipment_get(ctx->db, ctx->a, ctx->user.factory_id, number, &e);
-    if (r == -ENOENT) {
-        const char *s = db_equipment_suggest(ctx->db, ctx->a, ctx->user.factory_id, number);
-        if (s)
-            reply(ctx, "No equipment %s. Did you mean %s?", clip(ctx, number, 40), s);
-        else
-            reply(ctx, "No equipment %s. Find it with /equip search TEXT.", clip(ctx, number, 40));
-        return 0;
-    }
+    if (r == -ENOENT)
+        return reply_no_equipment(ctx, number);
     if (r < 0)
         return reply_db_error(ctx, r);
     r = db_wo_create(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, e.id, title, priority,
