@@ -122,9 +122,13 @@ int db_chat_seen(struct db *db, const char *channel, const char *chat_id, const 
 {
     static const struct db_stmt st = {
         "chat_seen",
-        "INSERT INTO chats (channel, chat_id, kind) VALUES ($1, $2, $3) "
-        "ON CONFLICT (channel, chat_id) DO UPDATE SET kind = excluded.kind, active = true, "
-        "  updated_at = now() WHERE chats.kind <> excluded.kind OR NOT chats.active",
+        /* The row is locked only when it changes: a worker holding it for
+         * its whole transaction would make senders skip the chat. */
+        "WITH ins AS (INSERT INTO chats (channel, chat_id, kind) VALUES ($1, $2, $3) "
+        "  ON CONFLICT (channel, chat_id) DO NOTHING RETURNING 1) "
+        "UPDATE chats SET kind = $3, active = true, updated_at = now() "
+        "WHERE channel = $1 AND chat_id = $2 AND (kind <> $3 OR NOT active) "
+        "  AND NOT EXISTS (SELECT 1 FROM ins)",
         3};
 
     return db_query(db, &st, (const char *[]){channel, chat_id, kind}, NULL);

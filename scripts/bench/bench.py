@@ -1245,6 +1245,9 @@ def render(res, a):
     add("- **outbox**: commit → a sender claims the reply;")
     add("- **deliver**: claim → the fake receives sendMessage.")
     add("")
+    add("Stage boundaries are transaction start times and whole-millisecond durations from "
+        "the log, so a stage near zero can read −1 or −2 ms.")
+    add("")
     add("Not part of the sum: **sender_total** is a sender's whole turn for the message "
         "(claim, HTTP call, recording it, commit; rivet's tg.sent ms), **fake_call** the "
         "fake's own time for the sendMessage call.")
