@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+struct llm_provider;
+
 struct config {
     const char *database_url; /* DATABASE_URL: libpq conninfo or URI; required */
     enum log_level log_level; /* RIVET_LOG_LEVEL */
@@ -22,6 +24,11 @@ struct config {
     int telegram_group_per_min;   /* TELEGRAM_GROUP_PER_MINUTE */
     int telegram_global_per_s;    /* TELEGRAM_GLOBAL_PER_SECOND */
     int telegram_flush_s;         /* TELEGRAM_FLUSH_S: delivery time at shutdown */
+
+    /* The vision-LLM providers (llm_config_load(), set by the command that
+     * reads photos); n_llm 0: local reads only. */
+    const struct llm_provider *llm;
+    int n_llm;
 };
 
 /* Reads KEY=VALUE lines from path into the environment. Blank lines and

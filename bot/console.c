@@ -10,13 +10,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "arena.h"
 #include "db.h"
 #include "handlers.h"
+#include "buf.h"
+#include "llm.h"
 #include "log.h"
+#include "photo.h"
 #include "text.h"
 
 /* A line longer than this is cut here (and then refused as too long by the
@@ -36,7 +40,96 @@ static const char chat_usage[] =
     "  --echo          print each message before its replies (for transcripts)\n"
     "  --buttons       print the buttons under each reply, with what they send:\n"
     "                  [ Next ▶ | ~/equip list 2 ] (a leading ~ means the page is\n"
-    "                  replaced in place on Telegram)\n";
+    "                  replaced in place on Telegram)\n"
+    "\n"
+    "'/photo PATH [CAPTION]' sends the image file at PATH as a photo, as a\n"
+    "technician would from a phone; CAPTION is kept as the machine's location.\n";
+
+/* A photo sent with /photo PATH: the file read from disk. */
+struct console_photo {
+    struct photo_reader *pr;
+    char path[4096];
+    struct buf bytes;
+};
+
+static int console_fetch(void *ctx, char sha256[65], const char **why)
+{
+    struct console_photo *cp = ctx;
+    char chunk[65536];
+    size_t n;
+    FILE *f = fopen(cp->path, "rb");
+    int r = 0;
+
+    buf_free(&cp->bytes);
+    buf_init(&cp->bytes, OCR_MAX_BYTES);
+    if (!f) {
+        *why = "Rivet cannot open that file. Give the path of an image: /photo PATH [caption]";
+        return -ENOENT;
+    }
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        r = buf_add(&cp->bytes, chunk, n);
+        if (r < 0) {
+            *why = r == -E2BIG ? "The image is larger than 20 MB." : "Out of memory.";
+            break;
+        }
+    }
+    if (r == 0 && ferror(f)) {
+        *why = "Rivet could not read that file (is it a folder?).";
+        r = -EIO;
+    }
+    fclose(f);
+    if (r == 0 && cp->bytes.len == 0) {
+        *why = "The file is empty.";
+        r = -ENODATA;
+    }
+    if (r < 0)
+        return r;
+    photo_sha256(cp->bytes.p, cp->bytes.len, sha256);
+    return 0;
+}
+
+static int console_read(void *ctx, struct photo_result *out, const char **why)
+{
+    struct console_photo *cp = ctx;
+    int r = photo_read(cp->pr, cp->bytes.p, cp->bytes.len, true, out, why);
+
+    if (r == 0)
+        log_debug("photo.read", "ms=%ld passes=%d confidence=%.2f llm=%s", out->total_ms,
+                  out->ocr.passes, (double)out->np.confidence,
+                  out->llm_used ? "used" : out->llm_asked ? "failed" : "no");
+    return r;
+}
+
+/* "/photo PATH [caption]" (not one of /photo's own subcommands): sets up m
+ * as a photo message. Returns whether it was one. */
+static bool console_photo_msg(struct console_photo *cp, struct msg *m, struct msg_photo *ph)
+{
+    static const char *const subs[] = {"save", "link", "edit", "wo", "discard"};
+    const char *p = m->text, *end = m->text + m->text_len, *w;
+
+    if (!m->text || m->text_len < 7 || strncasecmp(p, "/photo", 6) != 0 || (p[6] != ' ' && p[6] != '\t'))
+        return false;
+    for (p += 6; p < end && (*p == ' ' || *p == '\t'); p++)
+        ;
+    for (w = p; p < end && *p != ' ' && *p != '\t'; p++)
+        ;
+    if (p == w)
+        return false;
+    for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++)
+        if ((size_t)(p - w) == strlen(subs[i]) && strncasecmp(w, subs[i], (size_t)(p - w)) == 0)
+            return false;
+    if ((size_t)(p - w) >= sizeof(cp->path))
+        return false; /* the handler answers /photo's usage */
+    memcpy(cp->path, w, (size_t)(p - w));
+    cp->path[p - w] = '\0';
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    *ph = (struct msg_photo){.fetch = console_fetch, .read = console_read, .ctx = cp};
+    m->photo = ph;
+    m->text = p;
+    m->text_len = (size_t)(end - p);
+    return true;
+}
 
 /* Reads one line into buf (size CONSOLE_LINE_MAX + 1) without its newline.
  * Returns its length (bytes kept), or -1 at end of input. */
@@ -161,9 +254,11 @@ int cmd_chat(int argc, char **argv)
     const char *factory = "demo", *user = NULL;
     char ext_id[128], *line = NULL;
     struct arena *a = NULL;
+    struct llm_provider providers[LLM_MAX_PROVIDERS];
+    struct console_photo cp = {0};
     struct config cfg;
     struct db *db = NULL;
-    int c, echo = 0, buttons = 0, tty, r;
+    int c, echo = 0, buttons = 0, tty, r, n_providers = 0;
     long len;
 
     optind = 1;
@@ -199,7 +294,12 @@ int cmd_chat(int argc, char **argv)
     r = rivet_open_db(&cfg, 1, &db);
     if (r)
         return r;
-    if (arena_new(&a) < 0 || !(line = malloc(CONSOLE_LINE_MAX + 1))) {
+    r = rivet_llm_config(providers, &n_providers);
+    if (r)
+        goto out;
+    buf_init(&cp.bytes, OCR_MAX_BYTES);
+    if (photo_reader_new(providers, n_providers, NULL, &cp.pr) < 0 || arena_new(&a) < 0 ||
+        !(line = malloc(CONSOLE_LINE_MAX + 1))) {
         r = 1;
         goto out;
     }
@@ -216,6 +316,7 @@ int cmd_chat(int argc, char **argv)
         printf("Rivet console chat: speaking as %s%s. Type /help; Ctrl-D quits.\n\n",
                user ? user : "the admin of factory ", user ? "" : factory);
     for (;;) {
+        struct msg_photo ph;
         struct msg m;
 
         if (tty) {
@@ -230,12 +331,21 @@ int cmd_chat(int argc, char **argv)
                          .sender_name = user ? user : "Admin",
                          .text = line,
                          .text_len = (size_t)len};
-        converse(db, &m, echo, buttons);
+        if (console_photo_msg(&cp, &m, &ph) && echo) {
+            printf("> %s\n", line);
+            echo = 2; /* the line was echoed as typed */
+        }
+        converse(db, &m, echo == 1, buttons);
+        if (echo == 2)
+            echo = 1;
+        buf_free(&cp.bytes);
     }
     r = 0;
 out:
     free(line);
     arena_free(a);
+    buf_free(&cp.bytes);
+    photo_reader_free(cp.pr);
     db_close(db);
     return r;
 }

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "llm.h"
@@ -36,6 +37,7 @@ static const char main_usage[] =
     "  migrate   apply database migrations\n"
     "  factory   create and list factories\n"
     "  invite    create invite codes\n"
+    "  ocr       read nameplate photos from files\n"
     "  version   print versions\n"
     "\n"
     "Options:\n"
@@ -107,6 +109,24 @@ int rivet_open_db(struct config *cfg, int migrate, struct db **ret)
         return 1;
     }
     *ret = db;
+    return 0;
+}
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+int rivet_llm_config(struct llm_provider *p, int *n)
+{
+    char err[256];
+    int r = llm_config_load(env_get, p, LLM_MAX_PROVIDERS, err, sizeof(err));
+
+    if (r < 0) {
+        fprintf(stderr, "rivet: %s\n", err);
+        return EXIT_USAGE;
+    }
+    *n = r;
     return 0;
 }
 
@@ -194,6 +214,7 @@ int cmd_serve(int argc, char **argv)
         "senders. Several rivet serve processes may share one database: one polls,\n"
         "all work and send.\n";
     static sigset_t set;
+    static struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct telegram *tg = NULL;
     struct config cfg;
     pthread_t sig_thread;
@@ -212,6 +233,10 @@ int cmd_serve(int argc, char **argv)
     if (r)
         return r;
     db_close(db);
+    r = rivet_llm_config(providers, &cfg.n_llm);
+    if (r)
+        return r;
+    cfg.llm = providers;
     if (pthread_create(&sig_thread, NULL, signal_main, &set) != 0) {
         fprintf(stderr, "rivet: cannot start the signal thread\n");
         return 1;
@@ -234,7 +259,8 @@ int cmd_serve(int argc, char **argv)
         log_warn("serve.no_channels", "msg=\"TELEGRAM_BOT_TOKEN is not set: nothing to serve "
                                       "but migrations; try rivet chat\"");
     }
-    log_info("serve.ready", "version=%s telegram=%s", RIVET_VERSION, tg ? "on" : "off");
+    log_info("serve.ready", "version=%s telegram=%s llm_providers=%d", RIVET_VERSION,
+             tg ? "on" : "off", cfg.n_llm);
     pthread_join(sig_thread, NULL);
     telegram_stop(tg);
     log_info("serve.stop", "msg=\"bye\"");
@@ -268,6 +294,7 @@ static const struct {
 } commands[] = {
     {"chat", cmd_chat},       {"serve", cmd_serve},   {"migrate", cmd_migrate},
     {"factory", cmd_factory}, {"invite", cmd_invite}, {"version", cmd_version},
+    {"ocr", cmd_ocr},
 };
 
 int main(int argc, char **argv)
@@ -281,10 +308,17 @@ int main(int argc, char **argv)
     char err[512];
     int c;
 
+    /* OpenMP reads OMP_THREAD_LIMIT when libgomp is loaded, before main:
+     * setting it now would be too late, so Rivet runs itself again with it
+     * set. Without the limit each Tesseract read spreads over every core and
+     * takes several times longer on a small machine. */
+    if (!getenv("OMP_THREAD_LIMIT") && setenv("OMP_THREAD_LIMIT", "1", 0) == 0)
+        execv("/proc/self/exe", argv); /* on failure: go on, only slower */
+
     /* One-time library set-up, before any thread starts. */
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    setenv("OMP_THREAD_LIMIT", "1", 0);
+    ocr_global_init();
     opterr = 0; /* bad_option() says it once, in Rivet's words */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "rivet: cannot initialise libcurl\n");

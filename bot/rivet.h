@@ -20,6 +20,14 @@ int cmd_serve(int argc, char **argv);
 int cmd_factory(int argc, char **argv);
 int cmd_invite(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_ocr(int argc, char **argv);
+
+struct llm_provider;
+
+/* Reads the LLM providers from the environment (llm_config_load()) into
+ * p (LLM_MAX_PROVIDERS entries); *n gets their count, 0 when none is
+ * configured. Prints one line on a wrong setting. Returns 0 or EXIT_USAGE. */
+int rivet_llm_config(struct llm_provider *p, int *n);
 
 /* Checks a factory name given on the command line: text of 1 to 200
  * characters, no control characters, with a letter or digit. Reports it

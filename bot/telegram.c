@@ -20,7 +20,9 @@
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
+#include "buf.h"
 #include "log.h"
+#include "photo.h"
 #include "queue.h"
 #include "text.h"
 #include "tg.h"
@@ -397,11 +399,65 @@ struct handled {
     const char *callback_text;
 };
 
+/* What a worker needs to fetch and read a photo for the handler. */
+struct worker_photo {
+    struct tg_api *api;
+    struct photo_reader *pr;
+    const char *file_id, *mime_type;
+    struct buf bytes;
+};
+
+/* Seconds a photo's download may take. */
+#define PHOTO_DOWNLOAD_S 60
+
+static int photo_fetch(void *ctx, char sha256[65], const char **why)
+{
+    struct worker_photo *wp = ctx;
+    int r;
+
+    if (!wp->file_id) {
+        *why = "Rivet could not get that file from Telegram; please send it again.";
+        return -EBADMSG;
+    }
+    if (wp->mime_type && strncmp(wp->mime_type, "image/", 6) != 0) {
+        *why = "Rivet reads photos of nameplates: send a photo or an image file (JPEG, PNG, "
+               "WebP or TIFF).";
+        return -ENOTSUP;
+    }
+    r = tg_api_get_file(wp->api, wp->file_id, PHOTO_DOWNLOAD_S, TG_MAX_FILE, &wp->bytes, why);
+    if (r < 0) {
+        log_warn("tg.photo_download", "err=%s", strerror(-r));
+        return r;
+    }
+    if (wp->bytes.len == 0) {
+        *why = "The file is empty.";
+        return -ENODATA;
+    }
+    photo_sha256(wp->bytes.p, wp->bytes.len, sha256);
+    return 0;
+}
+
+static int photo_read_cb(void *ctx, struct photo_result *out, const char **why)
+{
+    struct worker_photo *wp = ctx;
+    int r = photo_read(wp->pr, wp->bytes.p, wp->bytes.len, true, out, why);
+
+    if (r == 0)
+        log_info("photo.read", "ms=%ld ocr_ms=%ld passes=%d confidence=%.2f llm=%s%s%s",
+                 out->total_ms, out->ocr.total_ms, out->ocr.passes, (double)out->np.confidence,
+                 out->llm_used ? "used" : out->llm_asked ? "failed" : "no",
+                 out->llm_error ? " llm_err=" : "", out->llm_error ? strerror(-out->llm_error) : "");
+    else
+        log_info("photo.unreadable", "err=%s", strerror(-r));
+    return r;
+}
+
 /* Handles one inbox row inside the caller's transaction. Returns 0, or a
  * database error for the caller to roll back and retry. */
 static int handle_update(struct telegram *t, struct db *db, struct arena *a,
-                         const struct inbox_item *it, struct handled *h)
+                         struct worker_photo *wp, const struct inbox_item *it, struct handled *h)
 {
+    struct msg_photo photo = {.fetch = photo_fetch, .read = photo_read_cb, .ctx = wp};
     struct tg_update u;
     struct replies out;
     struct msg m;
@@ -463,8 +519,9 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
         text++;
         edit_id = u.message_id;
     }
-    /* In a group Rivet answers commands for it, not the conversation. */
-    if (group && u.kind != TG_CALLBACK && !for_this_bot(t, text)) {
+    /* In a group Rivet answers commands for it, not the conversation (a
+     * photo there needs a caption such as /photo@bot). */
+    if (group && u.kind != TG_CALLBACK && (!text || !for_this_bot(t, text))) {
         h->outcome = "ignored";
         return 0;
     }
@@ -479,6 +536,13 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
                      .text_len = text ? strlen(text) : 0};
     if (text && u.kind != TG_CALLBACK)
         m.text_len = u.text_len; /* may hold a NUL: handle_message refuses it */
+    if (u.kind == TG_MESSAGE && u.media &&
+        (strcmp(u.media, "photo") == 0 || strcmp(u.media, "document") == 0)) {
+        wp->file_id = u.file_id;
+        wp->mime_type = u.mime_type;
+        photo.file_id = u.file_id;
+        m.photo = &photo;
+    }
     replies_init(&out);
     r = handle_message(db, a, &m, &out);
     h->command = out.command;
@@ -526,6 +590,7 @@ static int give_up(struct db *db, struct arena *a, const struct inbox_item *it)
 static void *worker_main(void *arg)
 {
     struct telegram *t = arg;
+    struct worker_photo wp = {0};
     struct tg_api *api = NULL;
     struct db *db = NULL;
     char name[16];
@@ -534,8 +599,11 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof(name), "worker-%d", __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     log_set_thread(name);
     if (tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, NULL, &api) < 0 ||
+        photo_reader_new(t->cfg->llm, t->cfg->n_llm, NULL, &wp.pr) < 0 ||
         connect_db(t->cfg, &t->stop_work, &db) < 0 || db_listen(db, QUEUE_INBOX_EVENT) < 0)
         goto out;
+    wp.api = api;
+    buf_init(&wp.bytes, TG_MAX_FILE);
 
     while (!t->stop_work) {
         struct handled h = {0};
@@ -576,7 +644,9 @@ static void *worker_main(void *arg)
              * other worker takes it up before its backoff. */
             r = db_savepoint(db, "handler");
             if (r == 0)
-                r = handle_update(t, db, a, &it, &h);
+                r = handle_update(t, db, a, &wp, &it, &h);
+            buf_free(&wp.bytes);
+            wp.file_id = wp.mime_type = NULL;
             if (r == 0)
                 r = db_inbox_done(db, it.id, h.outcome);
         }
@@ -612,6 +682,7 @@ static void *worker_main(void *arg)
     }
 out:
     db_close(db);
+    photo_reader_free(wp.pr);
     tg_api_free(api);
     return NULL;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct arena;
+struct buf;
 struct reply;
 
 /* ---- the client ---- */
@@ -51,6 +52,14 @@ void tg_reply_clear(struct tg_reply *rep);
 int tg_api_call(struct tg_api *api, const char *method, json_t *params, long timeout_s,
                 struct tg_reply *rep);
 
+/* Downloads a file the bot received: getFile, then GET of its file_path,
+ * into out (reset first; at most max bytes). Returns 0; or -EFBIG (over max
+ * or Telegram's 20 MB), -EAGAIN (Telegram busy: 429 or 5xx), -EIO, -EBADMSG,
+ * -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET, -ECANCELED, with *why a sentence
+ * for the user. */
+int tg_api_get_file(struct tg_api *api, const char *file_id, long timeout_s, size_t max,
+                    struct buf *out, const char **why);
+
 /* ---- updates ---- */
 
 enum tg_kind {
@@ -74,6 +83,10 @@ struct tg_update {
     const char *text;      /* text, or a caption; NULL when none */
     size_t text_len;
     const char *media; /* "photo", "document", "sticker", "voice", ... or NULL */
+    /* A photo (its largest size under TG_MAX_FILE) or a document: */
+    const char *file_id;
+    int64_t file_size;     /* 0 when Telegram did not say */
+    const char *mime_type; /* of a document, or NULL */
     const char *callback_id, *callback_data;
     const char *member_status; /* my_chat_member: the bot's new status */
 };
@@ -81,6 +94,9 @@ struct tg_update {
 /* Reads one Update object. Strings are owned by the arena. Returns 0, or
  * -EBADMSG when a field Rivet needs is missing or of the wrong type. */
 int tg_update_parse(struct arena *a, const json_t *u, struct tg_update *out);
+
+/* The Bot API downloads files up to 20 MB. */
+#define TG_MAX_FILE (20u << 20)
 
 /* update_ids are far below this; a larger one is refused as malformed, so
  * that the offset past it stays a sane number. */

@@ -5,6 +5,8 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -14,7 +16,8 @@
 struct tg_api {
     CURL *curl;
     struct curl_slist *headers;
-    char *base; /* {api_url}/bot{token}/ : secret, never logged */
+    char *base;      /* {api_url}/bot{token}/ : secret, never logged */
+    char *file_base; /* {api_url}/file/bot{token}/ : the same */
     struct buf body;
     volatile int *stop;
     int sock; /* the connection's socket, for tg_api_interrupt() */
@@ -47,6 +50,13 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
     return size * nmemb;
 }
 
+static size_t on_file_data(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+    if (buf_add(userdata, ptr, size * nmemb) < 0)
+        return 0; /* over the cap: curl ends the transfer */
+    return size * nmemb;
+}
+
 static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
                        curl_off_t ulnow)
 {
@@ -67,6 +77,10 @@ int tg_api_new(const char *api_url, const char *token, volatile int *stop, struc
         n--;
     if (asprintf(&api->base, "%.*s/bot%s/", (int)n, api_url, token) < 0) {
         api->base = NULL;
+        goto fail;
+    }
+    if (asprintf(&api->file_base, "%.*s/file/bot%s/", (int)n, api_url, token) < 0) {
+        api->file_base = NULL;
         goto fail;
     }
     api->curl = curl_easy_init();
@@ -108,6 +122,10 @@ void tg_api_free(struct tg_api *api)
     if (api->base) {
         explicit_bzero(api->base, strlen(api->base));
         free(api->base);
+    }
+    if (api->file_base) {
+        explicit_bzero(api->file_base, strlen(api->file_base));
+        free(api->file_base);
     }
     buf_free(&api->body);
     free(api);
@@ -219,5 +237,97 @@ out:
         free(url);
     }
     free(body);
+    return r;
+}
+
+/* A file_path as Telegram gives them ("photos/file_12.jpg"): plain
+ * characters that need no escaping in a URL path, no "..". */
+static bool file_path_ok(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n == 0 || n > 256 || strstr(p, "..") || p[0] == '/')
+        return false;
+    for (; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              strchr("/._-", *p)))
+            return false;
+    return true;
+}
+
+int tg_api_get_file(struct tg_api *api, const char *file_id, long timeout_s, size_t max,
+                    struct buf *out, const char **why)
+{
+    struct tg_reply rep;
+    json_t *p = json_pack("{s:s}", "file_id", file_id), *v;
+    char *url = NULL, *path = NULL;
+    long status = 0;
+    CURLcode c;
+    int r;
+
+    *why = "Rivet could not download that photo from Telegram; please send it again.";
+    if (!p)
+        return -ENOMEM;
+    r = tg_api_call(api, "getFile", p, timeout_s, &rep);
+    json_decref(p);
+    if (r < 0)
+        goto out;
+    if (!rep.ok) {
+        /* "Bad Request: file is too big" for files over the Bot API's 20 MB. */
+        if (strstr(rep.description, "too big")) {
+            *why = "The image is larger than 20 MB.";
+            r = -EFBIG;
+        } else {
+            r = rep.error_code == 429 || rep.error_code >= 500 ? -EAGAIN : -EIO;
+        }
+        goto out;
+    }
+    v = json_object_get(rep.result, "file_size");
+    if (json_is_integer(v) && (json_integer_value(v) < 0 || (size_t)json_integer_value(v) > max)) {
+        *why = "The image is larger than 20 MB.";
+        r = -EFBIG;
+        goto out;
+    }
+    v = json_object_get(rep.result, "file_path");
+    if (!json_is_string(v) || !file_path_ok(json_string_value(v))) {
+        r = -EBADMSG;
+        goto out;
+    }
+    path = strdup(json_string_value(v));
+    if (!path || asprintf(&url, "%s%s", api->file_base, path) < 0) {
+        url = NULL;
+        r = -ENOMEM;
+        goto out;
+    }
+    buf_free(out);
+    buf_init(out, max);
+    curl_easy_setopt(api->curl, CURLOPT_URL, url);
+    curl_easy_setopt(api->curl, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(api->curl, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_file_data);
+    curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, timeout_s);
+    c = curl_easy_perform(api->curl);
+    /* Back to the Bot API calls' set-up. */
+    curl_easy_setopt(api->curl, CURLOPT_WRITEDATA, api);
+    curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_data);
+    if (c != CURLE_OK && api->stop && *api->stop)
+        c = CURLE_ABORTED_BY_CALLBACK;
+    r = map_curl(c);
+    if (r == -E2BIG)
+        *why = "The image is larger than 20 MB.";
+    if (r < 0)
+        goto out;
+    curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200)
+        r = status == 429 || status >= 500 ? -EAGAIN : -EIO;
+out:
+    tg_reply_clear(&rep);
+    if (url) {
+        explicit_bzero(url, strlen(url));
+        free(url);
+    }
+    free(path);
+    if (r < 0)
+        buf_free(out);
     return r;
 }

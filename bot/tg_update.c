@@ -97,6 +97,43 @@ static int read_chat(struct arena *a, const json_t *chat, struct tg_update *out)
     return 0;
 }
 
+/* The largest size of a photo that Telegram lets a bot download. */
+static void read_photo(struct arena *a, const json_t *sizes, struct tg_update *out)
+{
+    long long best = -1;
+    size_t i;
+    const json_t *ps;
+
+    json_array_foreach(sizes, i, ps)
+    {
+        const json_t *id = json_object_get(ps, "file_id"), *fs = json_object_get(ps, "file_size");
+        const json_t *w = json_object_get(ps, "width"), *h = json_object_get(ps, "height");
+        long long area, size = json_is_integer(fs) ? json_integer_value(fs) : 0;
+
+        if (!json_is_string(id) || !json_is_integer(w) || !json_is_integer(h))
+            continue;
+        if (size < 0 || size > (long long)TG_MAX_FILE || json_integer_value(w) < 0 ||
+            json_integer_value(h) < 0 || json_integer_value(w) > 1000000 ||
+            json_integer_value(h) > 1000000)
+            continue;
+        area = json_integer_value(w) * json_integer_value(h);
+        if (area > best) {
+            best = area;
+            out->file_id = arena_strdup(a, json_string_value(id));
+            out->file_size = size;
+        }
+    }
+}
+
+static void read_document(struct arena *a, const json_t *doc, struct tg_update *out)
+{
+    const json_t *fs = json_object_get(doc, "file_size");
+
+    out->file_id = str(a, doc, "file_id");
+    out->mime_type = str(a, doc, "mime_type");
+    out->file_size = json_is_integer(fs) ? json_integer_value(fs) : 0;
+}
+
 int tg_update_parse(struct arena *a, const json_t *u, struct tg_update *out)
 {
     static const char *const media[] = {"photo",   "document",   "sticker",   "voice",    "audio",
@@ -165,5 +202,9 @@ int tg_update_parse(struct arena *a, const json_t *u, struct tg_update *out)
             break;
         }
     }
+    if (out->media && strcmp(out->media, "photo") == 0)
+        read_photo(a, json_object_get(m, "photo"), out);
+    else if (out->media && strcmp(out->media, "document") == 0)
+        read_document(a, json_object_get(m, "document"), out);
     return 0;
 }

@@ -98,6 +98,7 @@ struct equipment {
     const char *created_at, *created_by;
     int open_work_orders;
     bool substring; /* from a search: the text appears as typed, not just alike */
+    double similarity; /* from db_equipment_similar_model() */
 };
 
 /* Fields of an equipment record a user may set; NULL leaves one unchanged
@@ -122,6 +123,59 @@ int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, cons
 /* The factory's equipment number closest to number, or NULL. */
 const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory_id,
                                  const char *number);
+
+/* Equipment whose serial, normalized (np_serial_normalize()), is
+ * serial_norm. */
+int db_equipment_by_serial(struct db *db, struct arena *a, int64_t factory_id,
+                           const char *serial_norm, int limit, struct equipment **ret, int *n);
+/* Equipment whose model is like model (pg_trgm similarity of the lower-cased
+ * models at least min_similarity), most similar first; each has its
+ * similarity set. */
+int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_id,
+                               const char *model, double min_similarity, int limit,
+                               struct equipment **ret, int *n);
+/* Adds the members of nameplate (a JSON object) to the machine's nameplate
+ * fields and records the photo (file_id and sha256 may be NULL). */
+int db_equipment_set_nameplate(struct db *db, int64_t factory_id, int64_t equipment_id,
+                               const char *nameplate, const char *file_id, const char *sha256);
+
+/* ---- nameplate reads ---- */
+struct nameplate_read {
+    int64_t id, equipment_id; /* equipment_id 0 when none */
+    const char *sha256, *channel, *file_id, *caption;
+    const char *fields; /* JSON text: {"model": {"value", "confidence", "source"}, ...} */
+    double confidence;
+    const char *status; /* pending, saved, linked, discarded */
+    bool llm_used;
+    const char *equipment_number; /* of equipment_id, NULL when none */
+};
+
+/* What a new read records besides its fields. */
+struct nameplate_read_info {
+    const char *engine, *llm_provider, *llm_model; /* NULL when unknown */
+    int width, height, ocr_ms, total_ms, llm_ms, prompt_tokens, completion_tokens;
+    bool llm_used;
+    double cost_usd;
+};
+
+/* The factory's read of the photo with this hash. */
+int db_nameplate_find(struct db *db, struct arena *a, int64_t factory_id, const char *sha256,
+                      struct nameplate_read *ret);
+int db_nameplate_get(struct db *db, struct arena *a, int64_t factory_id, int64_t id,
+                     struct nameplate_read *ret);
+/* Records a read; when the factory has one of the same photo already (a
+ * race between two messages), that one is returned unchanged. */
+int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
+                     enum channel ch, const char *sha256, const char *file_id,
+                     const char *caption, const char *fields, double confidence,
+                     const struct nameplate_read_info *info, struct nameplate_read *ret);
+/* Replaces a read's fields (a person corrected them). */
+int db_nameplate_set_fields(struct db *db, int64_t factory_id, int64_t id, const char *fields,
+                            double confidence);
+/* Records what became of a read: status "saved" or "linked" with the
+ * machine, "discarded", or "pending" again (the photo was sent anew). */
+int db_nameplate_decide(struct db *db, int64_t factory_id, int64_t id, int64_t user_id,
+                        const char *status, int64_t equipment_id);
 
 /* ---- work orders ---- */
 struct work_order {

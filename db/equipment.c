@@ -2,6 +2,7 @@
 #include "db_internal.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
@@ -32,6 +33,7 @@ static void eq_from(struct arena *a, PGresult *res, int row, struct equipment *e
     e->created_by = db_str(a, res, row, 10);
     e->open_work_orders = db_int(res, row, 11);
     e->substring = PQnfields(res) > 12 && PQgetvalue(res, row, 12)[0] == 't';
+    e->similarity = PQnfields(res) > 13 ? strtod(PQgetvalue(res, row, 13), NULL) : 0;
 }
 
 static int eq_rows(struct arena *a, PGresult *res, struct equipment **ret, int *n)
@@ -198,4 +200,80 @@ const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory
     struct db_num fid;
 
     return db_first_str(db, a, &st, (const char *[]){db_num(&fid, factory_id), number});
+}
+
+int db_equipment_by_serial(struct db *db, struct arena *a, int64_t factory_id,
+                           const char *serial_norm, int limit, struct equipment **ret, int *n)
+{
+    static const struct db_stmt st = {
+        "equipment_by_serial",
+        "SELECT " EQ_COLUMNS ", false, 1 " EQ_FROM
+        "WHERE e.factory_id = $1 AND e.serial_norm = $2 ORDER BY e.id LIMIT $3",
+        3};
+    struct db_num fid, lim;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st,
+                 (const char *[]){db_num(&fid, factory_id), serial_norm, db_num(&lim, limit)},
+                 &res);
+    if (r < 0)
+        return r;
+    r = eq_rows(a, res, ret, n);
+    PQclear(res);
+    return r;
+}
+
+int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_id,
+                               const char *model, double min_similarity, int limit,
+                               struct equipment **ret, int *n)
+{
+    /* % finds candidates through the trigram index (at pg_trgm's default
+     * similarity of 0.3); the threshold asked for then applies. */
+    static const struct db_stmt st = {
+        "equipment_similar_model",
+        "SELECT " EQ_COLUMNS ", false, similarity(lower(e.model), lower($2)) " EQ_FROM
+        "WHERE e.factory_id = $1 AND lower(e.model) % lower($2) "
+        "AND similarity(lower(e.model), lower($2)) >= $3::float8 "
+        "ORDER BY similarity(lower(e.model), lower($2)) DESC, e.id LIMIT $4",
+        4};
+    struct db_num fid, lim;
+    char sim[32];
+    PGresult *res;
+    int r;
+
+    snprintf(sim, sizeof(sim), "%.3f", min_similarity);
+    r = db_query(db, &st,
+                 (const char *[]){db_num(&fid, factory_id), model, sim, db_num(&lim, limit)},
+                 &res);
+    if (r < 0)
+        return r;
+    r = eq_rows(a, res, ret, n);
+    PQclear(res);
+    return r;
+}
+
+int db_equipment_set_nameplate(struct db *db, int64_t factory_id, int64_t equipment_id,
+                               const char *nameplate, const char *file_id, const char *sha256)
+{
+    /* The new read's fields join the ones kept; the photo replaces the old. */
+    static const struct db_stmt st = {
+        "equipment_set_nameplate",
+        "UPDATE equipment SET nameplate = nameplate || $3::jsonb, "
+        "  photo_file_id = coalesce($4, photo_file_id), photo_sha256 = coalesce($5, photo_sha256), "
+        "  updated_at = now() WHERE factory_id = $1 AND id = $2",
+        5};
+    struct db_num fid, eid;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st,
+                 (const char *[]){db_num(&fid, factory_id), db_num(&eid, equipment_id), nameplate,
+                                  file_id, sha256},
+                 &res);
+    if (r < 0)
+        return r;
+    r = PQcmdTuples(res)[0] == '1' ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
 }

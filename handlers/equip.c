@@ -32,7 +32,7 @@ static void view_button(struct hctx *ctx, struct rb *rb, const struct equipment 
     rb_row(rb);
 }
 
-static void card(struct hctx *ctx, const char *headline, const struct equipment *e)
+void equip_card(struct hctx *ctx, const char *headline, const struct equipment *e)
 {
     struct work_order *wos;
     struct rb rb;
@@ -51,6 +51,11 @@ static void card(struct hctx *ctx, const char *headline, const struct equipment 
         rb_addf(&rb, "Serial: %s\n", e->serial);
     if (e->location)
         rb_addf(&rb, "Location: %s\n", e->location);
+    if (e->nameplate && strcmp(e->nameplate, "{}") != 0) {
+        const char *rt = nameplate_ratings(ctx, e->nameplate);
+        if (*rt)
+            rb_addf(&rb, "Nameplate: %s\n", rt);
+    }
     rb_addf(&rb, "Criticality: %s %s\n", priority_emoji(e->criticality), e->criticality);
     rb_addf(&rb, "Added %s%s%s\n", e->created_at, e->created_by ? " by " : "",
             e->created_by ? e->created_by : "");
@@ -168,7 +173,7 @@ static int equip_view(struct hctx *ctx, const char *target)
             return reply_no_equipment(ctx, target);
         if (r < 0)
             return reply_db_error(ctx, r);
-        card(ctx, "🏭 ", &e);
+        equip_card(ctx, "🏭 ", &e);
         return 0;
     }
     if (!field_ok(ctx, "search text", target, FIELD_MAX_CHARS))
@@ -180,7 +185,7 @@ static int equip_view(struct hctx *ctx, const char *target)
         return reply_no_equipment(ctx, target);
     /* One machine that holds the text as typed beats look-alikes. */
     if (n == 1 || (v[0].substring && !v[1].substring)) {
-        card(ctx, "🏭 ", &v[0]);
+        equip_card(ctx, "🏭 ", &v[0]);
         return 0;
     }
     matches(
@@ -254,7 +259,7 @@ static int equip_add(struct hctx *ctx, struct args *args)
     r = db_equipment_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, &f, &e);
     if (r < 0)
         return reply_db_error(ctx, r);
-    card(ctx, "✅ Added ", &e);
+    equip_card(ctx, "✅ Added ", &e);
     return 0;
 }
 
@@ -295,7 +300,7 @@ static int equip_edit(struct hctx *ctx, struct args *args)
         return reply_no_equipment(ctx, number);
     if (r < 0)
         return reply_db_error(ctx, r);
-    card(ctx, "✏️ Updated ", &e);
+    equip_card(ctx, "✏️ Updated ", &e);
     return 0;
 }
 

@@ -19,6 +19,20 @@
 #define REPLY_MAX_BYTES 4096
 
 struct arena;
+struct photo_result;
+
+/* A photo that came with a message. The handler decides whether it is
+ * worth reading (a known user; a photo the factory has not had read
+ * before) and calls back into the channel, which did the I/O:
+ *   fetch  gets the image and its SHA-256 (hex) into sha256;
+ *   read   reads the fetched image (photo_read() in bot/photo.h).
+ * Each returns 0, or -errno with *why a sentence for the user. */
+struct msg_photo {
+    int (*fetch)(void *ctx, char sha256[65], const char **why);
+    int (*read)(void *ctx, struct photo_result *out, const char **why);
+    void *ctx;
+    const char *file_id; /* the channel's id of the file; NULL on the console */
+};
 
 struct msg {
     enum channel channel;
@@ -26,6 +40,7 @@ struct msg {
     const char *sender_name; /* the name the channel shows, for new users */
     const char *text;        /* as received; need not be valid UTF-8 */
     size_t text_len;
+    const struct msg_photo *photo; /* with a photo: text is its caption */
 };
 
 /* A button under a reply. data is a command as a user would type it

@@ -101,6 +101,18 @@ int cmd_help(struct hctx *ctx, struct args *args);
 int cmd_equip(struct hctx *ctx, struct args *args);
 int cmd_wo(struct hctx *ctx, struct args *args);
 int cmd_stats(struct hctx *ctx, struct args *args);
+int cmd_photo(struct hctx *ctx, struct args *args);
+
+/* A message with a photo (ctx->msg->photo); caption may be NULL. */
+int photo_received(struct hctx *ctx, const char *caption);
+
+/* One machine: its fields, nameplate ratings and open work orders, with
+ * buttons; headline goes before its number ("🏭 "). */
+void equip_card(struct hctx *ctx, const char *headline, const struct equipment *e);
+
+/* The ratings of stored nameplate fields (JSON text) on one line
+ * ("460 V · 12.4 A · 10 HP"), "" when none. */
+const char *nameplate_ratings(struct hctx *ctx, const char *fields);
 
 /* "No equipment NUMBER." with the closest number, if any; returns 0. */
 int reply_no_equipment(struct hctx *ctx, const char *number);

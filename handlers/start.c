@@ -34,11 +34,18 @@ static const struct usage usages[] = {
     {"/wo", "/wo note WO-NUMBER TEXT", "add a note", "/wo note WO-2026-000001 Seal replaced"},
     {"/wo", "/wo assign WO-NUMBER USER|me", "give it to someone", "/wo assign WO-2026-000001 me"},
     {"/stats", "/stats", "the plant at a glance", "/stats"},
+    {"/photo", "/photo", "send a photo of a nameplate to register the machine", "/photo"},
+    {"/photo", "/photo edit READ FIELD=VALUE …", "correct what was read before saving",
+     "/photo edit 12 serial=XJ123"},
+    {"/photo", "/photo save|wo|discard READ", "save the machine, save it and open a work order, "
+     "or drop the read", "/photo save 12"},
+    {"/photo", "/photo link READ EQ-NUMBER", "add the nameplate to a machine already registered",
+     "/photo link 12 EQ-2026-000001"},
 };
 
 #define N_USAGES (sizeof(usages) / sizeof(usages[0]))
 
-static const char *const commands[] = {"/start", "/help", "/equip", "/wo", "/stats"};
+static const char *const commands[] = {"/start", "/help", "/equip", "/wo", "/stats", "/photo"};
 
 const char *help_usage(const char *usage_prefix)
 {
@@ -171,8 +178,81 @@ static const struct {
     bool for_strangers;
 } table[] = {
     {"/start", cmd_start, true}, {"/help", cmd_help, false},   {"/equip", cmd_equip, false},
-    {"/wo", cmd_wo, false},      {"/stats", cmd_stats, false},
+    {"/wo", cmd_wo, false},      {"/stats", cmd_stats, false}, {"/photo", cmd_photo, false},
 };
+
+/* Checks text as every message's: length, UTF-8, control characters.
+ * Replies and returns false when it is not acceptable. */
+static bool text_ok(struct hctx *ctx, const char *what, const char *text, size_t len, size_t max)
+{
+    if (len > max) {
+        reply(ctx, "That %s is too long (%zu bytes; the limit is %zu). Nothing was changed.", what,
+              len, max);
+        return false;
+    }
+    if (!utf8_valid(text, len)) {
+        reply(ctx, "That %s is not valid UTF-8 text. Nothing was changed.", what);
+        return false;
+    }
+    if (memchr(text, '\0', len) || text_has_control(text, len)) {
+        reply(ctx, "That %s contains control characters. Please send plain text; nothing was "
+                   "changed.",
+              what);
+        return false;
+    }
+    return true;
+}
+
+/* Finds the sender: 1 when known and active, 0 after a reply saying why
+ * not, or a db.h error. */
+static int find_sender(struct hctx *ctx)
+{
+    int r = db_user_by_identity(ctx->db, ctx->a, ctx->msg->channel, ctx->msg->sender_id,
+                                &ctx->user);
+
+    if (r == 0 && !ctx->user.active) {
+        reply(ctx, "Your access to Rivet is switched off. Ask your admin if that is a mistake.");
+        return 0;
+    }
+    if (r == 0) {
+        ctx->known = true;
+        return 1;
+    }
+    if (r == -ENOENT)
+        return 0;
+    return reply_db_error(ctx, r);
+}
+
+/* A photo, with its caption as a note: only members' photos are fetched
+ * and read. */
+static int handle_photo(struct hctx *ctx)
+{
+    const struct msg *m = ctx->msg;
+    char *caption = NULL;
+    int r;
+
+    ctx->out->command = "photo";
+    if (m->text && m->text_len) {
+        if (!text_ok(ctx, "caption", m->text, m->text_len, 1024))
+            return 0;
+        caption = arena_strndup(ctx->a, m->text, m->text_len);
+        if (!caption)
+            return -ENOMEM;
+        text_trim(caption);
+        if (!*caption)
+            caption = NULL;
+    }
+    r = find_sender(ctx);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        if (!ctx->known && !ctx->out->n)
+            reply(ctx, "%s", not_registered);
+        return 0;
+    }
+    r = photo_received(ctx, caption);
+    return r < 0 ? r : ctx->error;
+}
 
 int handle_message(struct db *db, struct arena *a, const struct msg *m, struct replies *out)
 {
@@ -182,26 +262,16 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     int r;
 
     out->command = "refused";
+    if (m->photo)
+        return handle_photo(&ctx);
     if (!m->text) {
         out->command = "media";
         reply(&ctx, "Rivet reads text messages. Send /help for the commands.");
         return 0;
     }
     /* Checked before anything is looked up, so bad input changes nothing. */
-    if (m->text_len > MSG_MAX_BYTES) {
-        reply(&ctx, "That message is too long (%zu bytes; the limit is %d). Nothing was changed.",
-              m->text_len, MSG_MAX_BYTES);
+    if (!text_ok(&ctx, "message", m->text, m->text_len, MSG_MAX_BYTES))
         return 0;
-    }
-    if (!utf8_valid(m->text, m->text_len)) {
-        reply(&ctx, "That message is not valid UTF-8 text. Nothing was changed.");
-        return 0;
-    }
-    if (memchr(m->text, '\0', m->text_len) || text_has_control(m->text, m->text_len)) {
-        reply(&ctx, "That message contains control characters. Please send plain text; nothing "
-                    "was changed.");
-        return 0;
-    }
     text = arena_strndup(a, m->text, m->text_len);
     if (!text)
         return -ENOMEM;
@@ -209,15 +279,11 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     if (!*text)
         return 0;
 
-    r = db_user_by_identity(db, a, m->channel, m->sender_id, &ctx.user);
-    if (r == 0 && !ctx.user.active) {
-        reply(&ctx, "Your access to Rivet is switched off. Ask your admin if that is a mistake.");
-        return 0;
-    }
-    if (r == 0)
-        ctx.known = true;
-    else if (r != -ENOENT)
-        return reply_db_error(&ctx, r);
+    r = find_sender(&ctx);
+    if (r < 0)
+        return r;
+    if (r == 0 && ctx.out->n)
+        return 0; /* switched off */
 
     r = args_parse(a, text, &args);
     if (r < 0)

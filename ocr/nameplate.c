@@ -51,6 +51,8 @@ const char *np_source_name(enum np_source s)
         return "ocr";
     case NP_SRC_LLM:
         return "llm";
+    case NP_SRC_USER:
+        return "user";
     default:
         return "";
     }

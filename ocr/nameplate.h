@@ -37,7 +37,7 @@ enum np_field {
  * character boundary. */
 #define NP_VALUE_MAX 96
 
-enum np_source { NP_SRC_NONE, NP_SRC_OCR, NP_SRC_LLM };
+enum np_source { NP_SRC_NONE, NP_SRC_OCR, NP_SRC_LLM, NP_SRC_USER /* typed by a person */ };
 
 struct np_value {
     char value[NP_VALUE_MAX]; /* UTF-8, "" when not read */
@@ -63,7 +63,7 @@ const char *np_field_name(enum np_field f);
 int np_field_by_name(const char *name);
 /* Short labels for replies: "Manufacturer", "Model", "Serial", "Volts", ... */
 const char *np_field_label(enum np_field f);
-/* "ocr", "llm" or "" */
+/* "ocr", "llm", "user" or "" */
 const char *np_source_name(enum np_source s);
 
 /* Sets a field: copies value (cut to fit at a UTF-8 boundary, surrounding

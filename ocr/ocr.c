@@ -1,9 +1,45 @@
+/* Leptonica and Tesseract: from image bytes to a nameplate. */
 #include "ocr.h"
 
+#include <errno.h>
 #include <leptonica/allheaders.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <tesseract/capi.h>
+#include <time.h>
+
+struct ocr_image {
+    PIX *pix;
+    int format;
+};
+
+struct ocr_engine {
+    TessBaseAPI *api;
+};
+
+/* Sizes Tesseract reads best at: the longer side of the page it gets. Small
+ * photos are enlarged (Tesseract wants capital letters 20 to 40 pixels
+ * tall), large ones reduced (time grows with pixels, and a 12-megapixel
+ * photo's text is far larger than it needs). */
+#define READ_MIN_SIDE 1800
+#define READ_MAX_SIDE 2400
+#define UPSCALE_MAX 3.0f
+
+static long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void ocr_global_init(void)
+{
+    setMsgSeverity(L_SEVERITY_NONE);
+}
 
 void ocr_versions(char *buf, size_t n)
 {
@@ -11,4 +47,484 @@ void ocr_versions(char *buf, size_t n)
 
     snprintf(buf, n, "tesseract %s, %s", TessVersion(), lept ? lept : "leptonica ?");
     free(lept);
+}
+
+/* ---- images ---- */
+
+static const char *format_name(int format)
+{
+    switch (format) {
+    case IFF_JFIF_JPEG:
+        return "jpeg";
+    case IFF_PNG:
+        return "png";
+    case IFF_WEBP:
+        return "webp";
+    case IFF_BMP:
+        return "bmp";
+    case IFF_TIFF:
+    case IFF_TIFF_PACKBITS:
+    case IFF_TIFF_RLE:
+    case IFF_TIFF_G3:
+    case IFF_TIFF_G4:
+    case IFF_TIFF_LZW:
+    case IFF_TIFF_ZIP:
+    case IFF_TIFF_JPEG:
+        return "tiff";
+    default:
+        return NULL;
+    }
+}
+
+int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const char **why)
+{
+    const char *unused;
+    struct ocr_image *img;
+    l_int32 format = IFF_UNKNOWN, w = 0, h = 0, bps, spp, iscmap;
+    PIX *pix;
+
+    if (!why)
+        why = &unused;
+    if (len == 0) {
+        *why = "The file is empty.";
+        return -ENODATA;
+    }
+    if (len > OCR_MAX_BYTES) {
+        *why = "The image is larger than 20 MB.";
+        return -EFBIG;
+    }
+    if (len < 12 || findFileFormatBuffer(bytes, &format) != 0 || !format_name(format)) {
+        *why = "That is not a photo Rivet can read: send a JPEG, PNG, WebP or TIFF image.";
+        return -ENOTSUP;
+    }
+    if (pixReadHeaderMem(bytes, len, &format, &w, &h, &bps, &spp, &iscmap) != 0 || w <= 0 ||
+        h <= 0) {
+        *why = "The image is damaged or cut short; please send it again.";
+        return -EBADMSG;
+    }
+    if ((long)w * (long)h > OCR_MAX_PIXELS) {
+        *why = "The image has more than 50 megapixels; send a smaller photo.";
+        return -E2BIG;
+    }
+    pix = pixReadMem(bytes, len);
+    if (!pix || pixGetWidth(pix) != w || pixGetHeight(pix) != h) {
+        pixDestroy(&pix);
+        *why = "The image is damaged or cut short; please send it again.";
+        return -EBADMSG;
+    }
+    img = calloc(1, sizeof(*img));
+    if (!img) {
+        pixDestroy(&pix);
+        *why = "Out of memory.";
+        return -ENOMEM;
+    }
+    img->pix = pix;
+    img->format = format;
+    *ret = img;
+    return 0;
+}
+
+void ocr_image_free(struct ocr_image *img)
+{
+    if (!img)
+        return;
+    pixDestroy(&img->pix);
+    free(img);
+}
+
+void ocr_image_info(const struct ocr_image *img, int *w, int *h, const char **format)
+{
+    if (w)
+        *w = pixGetWidth(img->pix);
+    if (h)
+        *h = pixGetHeight(img->pix);
+    if (format)
+        *format = format_name(img->format);
+}
+
+/* img scaled by f; 1-bpp and colormapped images are first made 8 or 32 bpp
+ * so the scaling smooths. Returns a new PIX or NULL. */
+static PIX *scaled(PIX *pix, float f)
+{
+    PIX *src, *out;
+
+    if (pixGetColormap(pix) || pixGetDepth(pix) < 8)
+        src = pixConvertTo32(pix);
+    else
+        src = pixClone(pix);
+    if (!src)
+        return NULL;
+    out = fabsf(f - 1.0f) < 0.01f ? pixClone(src) : pixScale(src, f, f);
+    pixDestroy(&src);
+    return out;
+}
+
+int ocr_image_jpeg(const struct ocr_image *img, int max_side, unsigned char **ret, size_t *len)
+{
+    int w = pixGetWidth(img->pix), h = pixGetHeight(img->pix), side = w > h ? w : h;
+    float f = side > max_side ? (float)max_side / (float)side : 1.0f;
+    l_uint8 *data = NULL;
+    size_t n = 0;
+    PIX *pix, *rgb;
+    int r;
+
+    pix = scaled(img->pix, f);
+    if (!pix)
+        return -ENOMEM;
+    /* JPEG takes 8-bit gray or 24-bit colour; drop any alpha. */
+    rgb = pixGetDepth(pix) == 32 ? pixRemoveAlpha(pix) : pixConvertTo8(pix, 0);
+    pixDestroy(&pix);
+    if (!rgb)
+        return -ENOMEM;
+    r = pixWriteMemJpeg(&data, &n, rgb, 85, 0) == 0 ? 0 : -EIO;
+    pixDestroy(&rgb);
+    if (r < 0) {
+        free(data);
+        return r;
+    }
+    *ret = data;
+    *len = n;
+    return 0;
+}
+
+/* ---- engines ---- */
+
+int ocr_engine_new(const char *datapath, struct ocr_engine **ret)
+{
+    struct ocr_engine *e = calloc(1, sizeof(*e));
+
+    if (!e)
+        return -ENOMEM;
+    e->api = TessBaseAPICreate();
+    if (!e->api) {
+        free(e);
+        return -ENOMEM;
+    }
+    /* Tesseract prints warnings ("Estimating resolution as ...") on
+     * stderr; Rivet logs what matters itself. */
+    TessBaseAPISetVariable(e->api, "debug_file", "/dev/null");
+    if (TessBaseAPIInit3(e->api, datapath, "eng") != 0) {
+        ocr_engine_free(e);
+        return -ENOENT;
+    }
+    TessBaseAPISetVariable(e->api, "debug_file", "/dev/null");
+    /* A nameplate is not prose: the dictionary pulls serials and model
+     * codes toward English words. */
+    TessBaseAPISetVariable(e->api, "load_system_dawg", "0");
+    TessBaseAPISetVariable(e->api, "load_freq_dawg", "0");
+    *ret = e;
+    return 0;
+}
+
+void ocr_engine_free(struct ocr_engine *e)
+{
+    if (!e)
+        return;
+    if (e->api) {
+        TessBaseAPIEnd(e->api);
+        TessBaseAPIDelete(e->api);
+    }
+    free(e);
+}
+
+/* ---- preprocessing ---- */
+
+/* The grayscale page Tesseract reads: scaled, background evened out (glare,
+ * shadows), deskewed. Returns a new PIX or NULL. */
+static PIX *prepare(PIX *src)
+{
+    int w = pixGetWidth(src), h = pixGetHeight(src), side = w > h ? w : h;
+    float f = 1.0f;
+    PIX *gray, *pix, *even, *straight;
+
+    if (side < READ_MIN_SIDE) {
+        f = (float)READ_MIN_SIDE / (float)side;
+        if (f > UPSCALE_MAX)
+            f = UPSCALE_MAX;
+    } else if (side > READ_MAX_SIDE) {
+        f = (float)READ_MAX_SIDE / (float)side;
+    }
+    gray = pixConvertTo8(src, 0);
+    if (!gray)
+        return NULL;
+    if (fabsf(f - 1.0f) < 0.01f)
+        pix = pixClone(gray);
+    else if (f < 1.0f)
+        pix = pixScaleAreaMap(gray, f, f);
+    else
+        pix = pixScaleGrayLI(gray, f, f);
+    pixDestroy(&gray);
+    if (!pix)
+        return NULL;
+    even = pixBackgroundNormSimple(pix, NULL, NULL);
+    if (even) {
+        pixDestroy(&pix);
+        pix = even;
+    }
+    straight = pixDeskew(pix, 0);
+    if (straight) {
+        pixDestroy(&pix);
+        pix = straight;
+    }
+    return pix;
+}
+
+/* ---- reading ---- */
+
+struct word {
+    int x0, y0, x1, y1;
+    float conf;
+    char *text;
+};
+
+struct page {
+    struct word *w;
+    size_t n, cap;
+    float conf_sum;
+};
+
+static void page_clear(struct page *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        TessDeleteText(p->w[i].text);
+    free(p->w);
+    memset(p, 0, sizeof(*p));
+}
+
+/* Runs Tesseract over the page set on the engine and collects its words. */
+static int recognize(struct ocr_engine *e, int psm, struct page *out)
+{
+    TessResultIterator *it;
+    int r = 0;
+
+    TessBaseAPISetPageSegMode(e->api, (TessPageSegMode)psm);
+    if (TessBaseAPIRecognize(e->api, NULL) != 0)
+        return -EIO;
+    it = TessBaseAPIGetIterator(e->api);
+    if (!it)
+        return 0; /* nothing on the page */
+    do {
+        const TessPageIterator *pi = TessResultIteratorGetPageIteratorConst(it);
+        struct word w = {0};
+
+        w.text = TessResultIteratorGetUTF8Text(it, RIL_WORD);
+        if (!w.text)
+            continue;
+        if (!w.text[0] || !TessPageIteratorBoundingBox(pi, RIL_WORD, &w.x0, &w.y0, &w.x1, &w.y1)) {
+            TessDeleteText(w.text);
+            continue;
+        }
+        w.conf = TessResultIteratorConfidence(it, RIL_WORD);
+        if (out->n == out->cap) {
+            size_t cap = out->cap ? out->cap * 2 : 128;
+            struct word *nw = cap < 100000 ? realloc(out->w, cap * sizeof(*nw)) : NULL;
+
+            if (!nw) {
+                TessDeleteText(w.text);
+                r = -ENOMEM;
+                break;
+            }
+            out->w = nw;
+            out->cap = cap;
+        }
+        out->w[out->n++] = w;
+        out->conf_sum += w.conf;
+    } while (TessResultIteratorNext(it, RIL_WORD));
+    TessResultIteratorDelete(it);
+    return r;
+}
+
+static int by_top(const void *a, const void *b)
+{
+    const struct word *x = a, *y = b;
+    int cx = (x->y0 + x->y1) / 2, cy = (y->y0 + y->y1) / 2;
+
+    return cx != cy ? (cx > cy) - (cx < cy) : (x->x0 > y->x0) - (x->x0 < y->x0);
+}
+
+static int by_left(const void *a, const void *b)
+{
+    const struct word *x = a, *y = b;
+
+    return (x->x0 > y->x0) - (x->x0 < y->x0);
+}
+
+/* Lays the words out as text, one line per row of the plate whatever the
+ * segmentation mode found: words whose middles sit within half a word's
+ * height of a row's are on that row, left to right. A wide gap between
+ * two words becomes two spaces, so a table's columns stay apart. The
+ * ocr_word offsets point into the text. */
+static int layout(struct page *p, char **text, struct ocr_word **words)
+{
+    size_t cap = 64, len = 0;
+    char *t;
+    struct ocr_word *ow;
+
+    for (size_t i = 0; i < p->n; i++)
+        cap += strlen(p->w[i].text) + 2;
+    t = malloc(cap);
+    ow = calloc(p->n ? p->n : 1, sizeof(*ow));
+    if (!t || !ow) {
+        free(t);
+        free(ow);
+        return -ENOMEM;
+    }
+    qsort(p->w, p->n, sizeof(*p->w), by_top);
+    for (size_t i = 0; i < p->n;) {
+        size_t j = i + 1;
+        int mid = (p->w[i].y0 + p->w[i].y1) / 2, hgt = p->w[i].y1 - p->w[i].y0;
+
+        while (j < p->n) {
+            int m = (p->w[j].y0 + p->w[j].y1) / 2;
+
+            if (m - mid > (hgt > 4 ? hgt / 2 : 2))
+                break;
+            j++;
+        }
+        qsort(p->w + i, j - i, sizeof(*p->w), by_left);
+        if (len)
+            t[len++] = '\n';
+        for (size_t k = i; k < j; k++) {
+            size_t n = strlen(p->w[k].text);
+
+            if (k > i) {
+                int gap = p->w[k].x0 - p->w[k - 1].x1;
+
+                t[len++] = ' ';
+                if (gap > 2 * hgt)
+                    t[len++] = ' ';
+            }
+            ow[k].start = len;
+            memcpy(t + len, p->w[k].text, n);
+            len += n;
+            ow[k].end = len;
+            ow[k].conf = p->w[k].conf;
+        }
+        i = j;
+    }
+    t[len] = '\0';
+    *text = t;
+    *words = ow;
+    return 0;
+}
+
+/* Keeps, field by field, the more confident of two reads. */
+static void keep_best(struct nameplate *best, const struct nameplate *other)
+{
+    for (int i = 0; i < NP_FIELD_COUNT; i++)
+        if (other->f[i].value[0] && other->f[i].confidence > best->f[i].confidence)
+            best->f[i] = other->f[i];
+    np_score(best);
+}
+
+static int key_fields(const struct nameplate *np)
+{
+    int n = 0;
+
+    for (int i = NP_MANUFACTURER; i <= NP_SERIAL; i++)
+        n += np->f[i].value[0] && np->f[i].confidence >= NP_CONFIDENT;
+    return n;
+}
+
+/* One pass: recognize in mode psm, lay out, extract. */
+static int pass(struct ocr_engine *e, int psm, struct nameplate *np, struct ocr_stats *st,
+                char **text)
+{
+    struct page p = {0};
+    struct ocr_word *words = NULL;
+    char *t = NULL;
+    long t0 = now_ms(), t1;
+    int r;
+
+    r = recognize(e, psm, &p);
+    t1 = now_ms();
+    st->ocr_ms += t1 - t0;
+    st->passes++;
+    if (r < 0)
+        goto out;
+    r = layout(&p, &t, &words);
+    if (r < 0)
+        goto out;
+    r = np_extract(t, strlen(t), words, p.n, np);
+    st->extract_ms += now_ms() - t1;
+    if (r < 0)
+        goto out;
+    if ((int)p.n > st->words) {
+        st->words = (int)p.n;
+        st->mean_conf = p.n ? p.conf_sum / (float)p.n : 0;
+    }
+    *text = t;
+    t = NULL;
+out:
+    free(t);
+    free(words);
+    page_clear(&p);
+    return r;
+}
+
+/* Sparse-text mode (11) finds labels and values scattered over a plate;
+ * block mode (6) reads dense, aligned plates better. The first pass that
+ * reads manufacturer, model and serial confidently ends the read;
+ * otherwise the best value of each field over the passes is kept. */
+static const int psms[] = {PSM_SPARSE_TEXT, PSM_SINGLE_BLOCK};
+
+int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate *out,
+             struct ocr_stats *stats, char **text)
+{
+    struct ocr_stats st = {0};
+    struct nameplate best = {0};
+    char *best_text = NULL;
+    long t0 = now_ms();
+    PIX *page = NULL;
+    int r = 0, best_keys = -1;
+
+    page = prepare(img->pix);
+    if (!page) {
+        r = -ENOMEM;
+        goto out;
+    }
+    st.prep_ms = now_ms() - t0;
+    if (getenv("RIVET_OCR_SAVE"))
+        pixWrite(getenv("RIVET_OCR_SAVE"), page, IFF_PNG);
+    st.width = pixGetWidth(page);
+    st.height = pixGetHeight(page);
+    TessBaseAPISetImage2(e->api, page);
+    TessBaseAPISetSourceResolution(e->api, 300);
+    for (size_t i = 0; i < sizeof(psms) / sizeof(psms[0]); i++) {
+        struct nameplate np;
+        char *t = NULL;
+        int keys;
+
+        r = pass(e, psms[i], &np, &st, &t);
+        if (r < 0)
+            goto out;
+        keys = key_fields(&np);
+        if (keys > best_keys) {
+            free(best_text);
+            best_text = t;
+            t = NULL;
+            st.psm = psms[i];
+            best_keys = keys;
+        }
+        free(t);
+        if (i == 0)
+            best = np;
+        else
+            keep_best(&best, &np);
+        if (np_confident(&best))
+            break;
+    }
+    *out = best;
+    if (text) {
+        *text = best_text;
+        best_text = NULL;
+    }
+out:
+    TessBaseAPIClear(e->api);
+    pixDestroy(&page);
+    free(best_text);
+    st.total_ms = now_ms() - t0;
+    if (stats)
+        *stats = st;
+    return r;
 }
