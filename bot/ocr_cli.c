@@ -24,6 +24,7 @@ static const char ocr_usage[] =
     "             \"confidence\", \"llm_used\", \"ms\": {...}} or {\"file\", \"error\"}\n"
     "  --no-llm  never ask the LLM\n"
     "  --text    FILE is OCR text already: only extract the fields from it\n"
+    "  --show-text  print the OCR text too (JSON: member \"text\")\n"
     "\n"
     "Exits 1 when a file could not be read, after reading the others.\n";
 
@@ -95,6 +96,8 @@ static void print_text(const char *file, const struct photo_result *res, bool te
     else if (res->llm_asked)
         printf(", llm failed: %s", res->llm_detail);
     printf("\n");
+    if (res->text[0])
+        printf("  text:\n%s\n", res->text);
 }
 
 static void print_json(const char *file, const struct photo_result *res, bool text_only)
@@ -121,6 +124,8 @@ static void print_json(const char *file, const struct photo_result *res, bool te
                                                   res->format ? res->format : ""));
         json_object_set_new(o, "sha256", json_string(res->sha256));
     }
+    if (res->text[0])
+        json_object_set_new(o, "text", json_string(res->text));
     if (res->llm_asked) {
         json_object_set_new(o, "llm", json_pack("{s:s, s:s, s:i, s:i, s:f}", "provider",
                                                 res->usage.provider, "model", res->usage.model,
@@ -158,12 +163,13 @@ int cmd_ocr(int argc, char **argv)
         {"json", no_argument, NULL, 'j'},
         {"no-llm", no_argument, NULL, 'n'},
         {"text", no_argument, NULL, 't'},
+        {"show-text", no_argument, NULL, 's'},
         {"help", no_argument, NULL, 'h'},
         {0},
     };
     struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct photo_reader *pr = NULL;
-    bool as_json = false, no_llm = false, text_only = false;
+    bool as_json = false, no_llm = false, text_only = false, show_text = false;
     int c, n_providers = 0, failed = 0, r;
 
     optind = 1;
@@ -177,6 +183,9 @@ int cmd_ocr(int argc, char **argv)
             break;
         case 't':
             text_only = true;
+            break;
+        case 's':
+            show_text = true;
             break;
         case 'h':
             fputs(ocr_usage, stdout);
@@ -225,6 +234,8 @@ int cmd_ocr(int argc, char **argv)
                 break; /* the next file will not fare better */
             continue;
         }
+        if (!show_text || text_only)
+            res.text[0] = '\0';
         if (as_json)
             print_json(argv[i], &res, text_only);
         else

@@ -93,6 +93,7 @@ int photo_read(struct photo_reader *pr, const void *bytes, size_t len, bool allo
                struct photo_result *out, const char **why)
 {
     struct ocr_image *img = NULL;
+    char *text = NULL;
     long t0 = now_ms();
     int r;
 
@@ -112,7 +113,11 @@ int photo_read(struct photo_reader *pr, const void *bytes, size_t len, bool allo
             goto out;
         }
     }
-    r = ocr_read(pr->ocr, img, &out->np, &out->ocr, NULL);
+    r = ocr_read(pr->ocr, img, &out->np, &out->ocr, &text);
+    if (text) {
+        snprintf(out->text, sizeof(out->text), "%s", text);
+        free(text);
+    }
     if (r < 0) {
         if (why)
             *why = "Rivet could not read that photo; please try again.";

@@ -34,6 +34,7 @@ struct photo_result {
     struct llm_usage usage;
     long total_ms;
     char engine[64];          /* "tesseract 5.3.0" */
+    char text[8192];          /* the OCR text the fields came from, cut to fit */
 };
 
 /* Reads the photo in bytes. allow_llm false keeps it local. Returns 0 and

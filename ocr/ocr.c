@@ -18,6 +18,8 @@ struct ocr_image {
 
 struct ocr_engine {
     TessBaseAPI *api;
+    TessBaseAPI *osd; /* orientation detection, created when first needed */
+    char *datapath; /* NULL: Tesseract's default */
 };
 
 /* Sizes Tesseract reads best at: the longer side of the page it gets. Small
@@ -203,6 +205,10 @@ int ocr_engine_new(const char *datapath, struct ocr_engine **ret)
     /* Tesseract prints warnings ("Estimating resolution as ...") on
      * stderr; Rivet logs what matters itself. */
     TessBaseAPISetVariable(e->api, "debug_file", "/dev/null");
+    if (datapath && !(e->datapath = strdup(datapath))) {
+        ocr_engine_free(e);
+        return -ENOMEM;
+    }
     if (TessBaseAPIInit3(e->api, datapath, "eng") != 0) {
         ocr_engine_free(e);
         return -ENOENT;
@@ -224,6 +230,11 @@ void ocr_engine_free(struct ocr_engine *e)
         TessBaseAPIEnd(e->api);
         TessBaseAPIDelete(e->api);
     }
+    if (e->osd) {
+        TessBaseAPIEnd(e->osd);
+        TessBaseAPIDelete(e->osd);
+    }
+    free(e->datapath);
     free(e);
 }
 
@@ -468,26 +479,23 @@ out:
  * otherwise the best value of each field over the passes is kept. */
 static const int psms[] = {PSM_SPARSE_TEXT, PSM_SINGLE_BLOCK};
 
-int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate *out,
-             struct ocr_stats *stats, char **text)
+/* How good a read is, to choose between two: key fields first, then the
+ * whole read's confidence, then how sure Tesseract was of its words. */
+static float read_score(const struct nameplate *np, float mean_conf)
 {
-    struct ocr_stats st = {0};
+    return (float)key_fields(np) * 10.0f + np->confidence + mean_conf / 1000.0f;
+}
+
+/* The passes over one page: the first that reads manufacturer, model and
+ * serial confidently ends them; otherwise each field keeps its best value
+ * over the passes. */
+static int read_page(struct ocr_engine *e, PIX *page, struct nameplate *out, struct ocr_stats *st,
+                     char **text)
+{
     struct nameplate best = {0};
     char *best_text = NULL;
-    long t0 = now_ms();
-    PIX *page = NULL;
     int r = 0, best_keys = -1;
 
-    page = prepare(img->pix);
-    if (!page) {
-        r = -ENOMEM;
-        goto out;
-    }
-    st.prep_ms = now_ms() - t0;
-    if (getenv("RIVET_OCR_SAVE"))
-        pixWrite(getenv("RIVET_OCR_SAVE"), page, IFF_PNG);
-    st.width = pixGetWidth(page);
-    st.height = pixGetHeight(page);
     TessBaseAPISetImage2(e->api, page);
     TessBaseAPISetSourceResolution(e->api, 300);
     for (size_t i = 0; i < sizeof(psms) / sizeof(psms[0]); i++) {
@@ -495,15 +503,15 @@ int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate
         char *t = NULL;
         int keys;
 
-        r = pass(e, psms[i], &np, &st, &t);
+        r = pass(e, psms[i], &np, st, &t);
         if (r < 0)
-            goto out;
+            break;
         keys = key_fields(&np);
         if (keys > best_keys) {
             free(best_text);
             best_text = t;
             t = NULL;
-            st.psm = psms[i];
+            st->psm = psms[i];
             best_keys = keys;
         }
         free(t);
@@ -515,12 +523,114 @@ int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate
             break;
     }
     *out = best;
+    *text = best_text;
+    return r;
+}
+
+/* Which way up the page is, by Tesseract's orientation detection: the
+ * clockwise quarter turns that make it upright, or 0 when it is upright or
+ * the detection is unsure. */
+static int upright_turns(struct ocr_engine *e, PIX *page)
+{
+    const char *script = NULL;
+    float conf = 0, sconf = 0;
+    int deg = 0;
+    BOOL ok;
+
+    /* Orientation needs Tesseract's "osd" data, in an engine of its own. */
+    if (!e->osd) {
+        e->osd = TessBaseAPICreate();
+        if (!e->osd)
+            return 0;
+        TessBaseAPISetVariable(e->osd, "debug_file", "/dev/null");
+        if (TessBaseAPIInit3(e->osd, e->datapath, "osd") != 0) {
+            TessBaseAPIDelete(e->osd);
+            e->osd = NULL;
+            return 0;
+        }
+    }
+    TessBaseAPISetPageSegMode(e->osd, PSM_OSD_ONLY);
+    TessBaseAPISetImage2(e->osd, page);
+    TessBaseAPISetSourceResolution(e->osd, 300);
+    ok = TessBaseAPIDetectOrientationScript(e->osd, &deg, &conf, &script, &sconf);
+    TessBaseAPIClear(e->osd);
+    if (!ok)
+        return 0;
+    if (getenv("RIVET_OCR_SAVE"))
+        fprintf(stderr, "osd deg=%d conf=%.2f script=%s\n", deg, (double)conf, script ? script : "?");
+    /* script points into the engine's unicharset (despite capi.h's comment,
+     * Tesseract 5 does not allocate it): not freed. */
+    if (conf < 0.5f || deg % 90 != 0 || deg < 0 || deg >= 360)
+        return 0;
+    return (4 - deg / 90) % 4;
+}
+
+int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate *out,
+             struct ocr_stats *stats, char **text)
+{
+    struct ocr_stats st = {0};
+    struct nameplate best = {0};
+    char *best_text = NULL;
+    long t0 = now_ms();
+    PIX *page = NULL, *turned = NULL;
+    int r = 0, turns;
+
+    page = prepare(img->pix);
+    if (!page) {
+        r = -ENOMEM;
+        goto out;
+    }
+    st.prep_ms = now_ms() - t0;
+    if (getenv("RIVET_OCR_SAVE"))
+        pixWrite(getenv("RIVET_OCR_SAVE"), page, IFF_PNG);
+    st.width = pixGetWidth(page);
+    st.height = pixGetHeight(page);
+    r = read_page(e, page, &best, &st, &best_text);
+    if (r < 0)
+        goto out;
+    /* A weak read may be a plate on its side or upside down. */
+    if (!np_confident(&best) && (st.words < 15 || st.mean_conf < 70)) {
+        long t1 = now_ms();
+
+        turns = upright_turns(e, page);
+        st.ocr_ms += now_ms() - t1;
+        if (turns) {
+            struct nameplate np;
+            char *t = NULL;
+            int words0 = st.words;
+            float conf0 = st.mean_conf;
+
+            turned = pixRotateOrth(page, turns);
+            if (!turned) {
+                r = -ENOMEM;
+                goto out;
+            }
+            st.words = 0;
+            st.mean_conf = 0;
+            r = read_page(e, turned, &np, &st, &t);
+            if (r < 0)
+                goto out;
+            if (read_score(&np, st.mean_conf) > read_score(&best, conf0)) {
+                best = np;
+                free(best_text);
+                best_text = t;
+                t = NULL;
+                st.rotation = 90 * turns;
+            } else {
+                st.words = words0;
+                st.mean_conf = conf0;
+            }
+            free(t);
+        }
+    }
+    *out = best;
     if (text) {
         *text = best_text;
         best_text = NULL;
     }
 out:
     TessBaseAPIClear(e->api);
+    pixDestroy(&turned);
     pixDestroy(&page);
     free(best_text);
     st.total_ms = now_ms() - t0;
