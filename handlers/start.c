@@ -223,6 +223,25 @@ static int find_sender(struct hctx *ctx)
     return reply_db_error(ctx, r);
 }
 
+/* A photo captioned with a command other than /photo is that command (the
+ * photo is not read); "/photo[@bot] note" is a photo with its note. */
+static bool caption_is_command(const struct msg *m)
+{
+    size_t n = m->text ? m->text_len : 0;
+    const char *p = m->text;
+
+    while (n && (*p == ' ' || *p == '\n' || *p == '\t')) {
+        p++;
+        n--;
+    }
+    if (!n || *p != '/')
+        return false;
+    if (n >= 6 && strncasecmp(p, "/photo", 6) == 0 &&
+        (n == 6 || p[6] == ' ' || p[6] == '@' || p[6] == '\n' || p[6] == '\t'))
+        return false;
+    return true;
+}
+
 /* A photo, with its caption as a note: only members' photos are fetched
  * and read. */
 static int handle_photo(struct hctx *ctx)
@@ -239,6 +258,12 @@ static int handle_photo(struct hctx *ctx)
         if (!caption)
             return -ENOMEM;
         text_trim(caption);
+        if (strncasecmp(caption, "/photo", 6) == 0) { /* "/photo[@bot] note" */
+            caption += 6;
+            if (*caption == '@')
+                caption += strcspn(caption, " \t\n");
+            text_trim(caption);
+        }
         if (!*caption)
             caption = NULL;
     }
@@ -262,7 +287,7 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     int r;
 
     out->command = "refused";
-    if (m->photo)
+    if (m->photo && !caption_is_command(m))
         return handle_photo(&ctx);
     if (!m->text) {
         out->command = "media";
