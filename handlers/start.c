@@ -34,7 +34,9 @@ static const struct usage usages[] = {
     {"/wo", "/wo note WO-NUMBER TEXT", "add a note", "/wo note WO-2026-000001 Seal replaced"},
     {"/wo", "/wo assign WO-NUMBER USER|me", "give it to someone", "/wo assign WO-2026-000001 me"},
     {"/stats", "/stats", "the plant at a glance", "/stats"},
-    {"/photo", "/photo", "send a photo of a nameplate to register the machine", "/photo"},
+    {"/photo", "📷 a photo of a nameplate",
+     "Rivet reads it and offers to register the machine; a caption is kept as its location",
+     "a photo captioned \"Line 2 pump room\""},
     {"/photo", "/photo edit READ FIELD=VALUE …", "correct what was read before saving",
      "/photo edit 12 serial=XJ123"},
     {"/photo", "/photo save|wo|discard READ", "save the machine, save it and open a work order, "

@@ -18,6 +18,7 @@ Commands:
   migrate   apply database migrations
   factory   create and list factories
   invite    create invite codes
+  ocr       read nameplate photos from files
   version   print versions
 
 Options:
@@ -43,6 +44,9 @@ Reads standard input to its end, so a conversation can be piped in.
   --buttons       print the buttons under each reply, with what they send:
                   [ Next ▶ | ~/equip list 2 ] (a leading ~ means the page is
                   replaced in place on Telegram)
+
+'/photo PATH [CAPTION]' sends the image file at PATH as a photo, as a
+technician would from a phone; CAPTION is kept as the machine's location.
 
 === rivet invite --help
 run: rivet invite create --help

@@ -63,6 +63,22 @@ Rivet commands:
   the plant at a glance
   e.g. /stats
 
+📷 a photo of a nameplate
+  Rivet reads it and offers to register the machine; a caption is kept as its location
+  e.g. a photo captioned "Line 2 pump room"
+
+/photo edit READ FIELD=VALUE …
+  correct what was read before saving
+  e.g. /photo edit 12 serial=XJ123
+
+/photo save|wo|discard READ
+  save the machine, save it and open a work order, or drop the read
+  e.g. /photo save 12
+
+/photo link READ EQ-NUMBER
+  add the nameplate to a machine already registered
+  e.g. /photo link 12 EQ-2026-000001
+
 Status: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 cancelled
 Priority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical
 
