@@ -588,8 +588,12 @@ int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate
     r = read_page(e, page, &best, &st, &best_text);
     if (r < 0)
         goto out;
-    /* A weak read may be a plate on its side or upside down. */
-    if (!np_confident(&best) && (st.words < 15 || st.mean_conf < 70)) {
+    /* A plate on its side or upside down reads as nonsense: none of
+     * manufacturer, model and serial, or words Tesseract is unsure of. */
+    if (!np_confident(&best) &&
+        ((!best.f[NP_MANUFACTURER].value[0] && !best.f[NP_MODEL].value[0] &&
+          !best.f[NP_SERIAL].value[0]) ||
+         st.mean_conf < 50)) {
         long t1 = now_ms();
 
         turns = upright_turns(e, page);
