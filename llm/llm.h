@@ -17,6 +17,8 @@
 /* The largest answer read from a provider; a larger one is an error. */
 #define LLM_MAX_RESPONSE (256u << 10)
 #define LLM_MAX_PROVIDERS 4
+/* The largest image sent (bytes before base64); a larger one is -E2BIG. */
+#define LLM_MAX_IMAGE (20u << 20)
 
 struct llm_provider {
     char name[32];   /* for logs and the reads table: "default", "groq", ... */
@@ -76,6 +78,10 @@ int llm_read_nameplate(struct llm *l, const void *image, size_t len, const char 
  * text). usage gets the token counts when present. Returns 0, -EBADMSG or
  * -E2BIG. Pure: for unit tests and fuzzing. */
 int llm_parse_answer(const char *body, size_t len, struct nameplate *out, struct llm_usage *usage);
+
+/* Forgets which providers failed and are skipped (the process-wide state
+ * behind -EAGAIN). For tests. */
+void llm_reset_skips(void);
 
 /* "libcurl X (TLS library)"; a static buffer, not thread-safe. */
 const char *llm_http_version(void);
