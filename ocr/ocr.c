@@ -556,8 +556,6 @@ static int upright_turns(struct ocr_engine *e, PIX *page)
     TessBaseAPIClear(e->osd);
     if (!ok)
         return 0;
-    if (getenv("RIVET_OCR_SAVE"))
-        fprintf(stderr, "osd deg=%d conf=%.2f script=%s\n", deg, (double)conf, script ? script : "?");
     /* script points into the engine's unicharset (despite capi.h's comment,
      * Tesseract 5 does not allocate it): not freed. */
     if (conf < 0.5f || deg % 90 != 0 || deg < 0 || deg >= 360)
@@ -581,8 +579,6 @@ int ocr_read(struct ocr_engine *e, const struct ocr_image *img, struct nameplate
         goto out;
     }
     st.prep_ms = now_ms() - t0;
-    if (getenv("RIVET_OCR_SAVE"))
-        pixWrite(getenv("RIVET_OCR_SAVE"), page, IFF_PNG);
     st.width = pixGetWidth(page);
     st.height = pixGetHeight(page);
     r = read_page(e, page, &best, &st, &best_text);
