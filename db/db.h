@@ -128,14 +128,15 @@ const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory
  * serial_norm. */
 int db_equipment_by_serial(struct db *db, struct arena *a, int64_t factory_id,
                            const char *serial_norm, int limit, struct equipment **ret, int *n);
-/* Equipment whose model is like model (pg_trgm similarity of the lower-cased
- * models at least min_similarity), most similar first; each has its
- * similarity set. */
+/* Equipment whose model is model give or take OCR's misreadings: equal
+ * once O I S B Z G are read as 0 1 5 8 2 6 and only letters and digits
+ * kept (similarity 1), or one character more or less than that
+ * (similarity 0.9); best first. */
 int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_id,
-                               const char *model, double min_similarity, int limit,
-                               struct equipment **ret, int *n);
-/* Adds the members of nameplate (a JSON object) to the machine's nameplate
- * fields and records the photo (file_id and sha256 may be NULL). */
+                               const char *model, int limit, struct equipment **ret, int *n);
+/* Sets the machine's nameplate fields (a JSON object, replacing what was
+ * there: the caller merges) and records the photo (file_id and sha256 may
+ * be NULL to keep the old ones). */
 int db_equipment_set_nameplate(struct db *db, int64_t factory_id, int64_t equipment_id,
                                const char *nameplate, const char *file_id, const char *sha256);
 

@@ -225,26 +225,28 @@ int db_equipment_by_serial(struct db *db, struct arena *a, int64_t factory_id,
 }
 
 int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_id,
-                               const char *model, double min_similarity, int limit,
-                               struct equipment **ret, int *n)
+                               const char *model, int limit, struct equipment **ret, int *n)
 {
-    /* % finds candidates through the trigram index (at pg_trgm's default
-     * similarity of 0.3); the threshold asked for then applies. */
+    /* The folded model equal (an index lookup), or one character more or
+     * less than it: a dropped or doubled character. The second is found
+     * through the trigram index on the model; similarity is 1 for the
+     * first, 0.9 for the second. */
     static const struct db_stmt st = {
         "equipment_similar_model",
-        "SELECT " EQ_COLUMNS ", false, similarity(lower(e.model), lower($2)) " EQ_FROM
-        "WHERE e.factory_id = $1 AND lower(e.model) % lower($2) "
-        "AND similarity(lower(e.model), lower($2)) >= $3::float8 "
-        "ORDER BY similarity(lower(e.model), lower($2)) DESC, e.id LIMIT $4",
-        4};
+        "WITH q AS (SELECT regexp_replace(translate(upper($2), 'OISBZG', '015826'), "
+        "  '[^A-Z0-9]', '', 'g') AS f) "
+        "SELECT " EQ_COLUMNS ", false, CASE WHEN e.model_fold = q.f THEN 1 ELSE 0.9 END " EQ_FROM
+        ", q WHERE e.factory_id = $1 AND q.f <> '' AND (e.model_fold = q.f OR "
+        "  (length(q.f) >= 4 AND lower(e.model) % lower($2) "
+        "   AND abs(length(e.model_fold) - length(q.f)) = 1 "
+        "   AND levenshtein(left(e.model_fold, 200), left(q.f, 200)) = 1)) "
+        "ORDER BY 14 DESC, e.id LIMIT $3",
+        3};
     struct db_num fid, lim;
-    char sim[32];
     PGresult *res;
     int r;
 
-    snprintf(sim, sizeof(sim), "%.3f", min_similarity);
-    r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), model, sim, db_num(&lim, limit)},
+    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), model, db_num(&lim, limit)},
                  &res);
     if (r < 0)
         return r;
@@ -256,10 +258,10 @@ int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_i
 int db_equipment_set_nameplate(struct db *db, int64_t factory_id, int64_t equipment_id,
                                const char *nameplate, const char *file_id, const char *sha256)
 {
-    /* The new read's fields join the ones kept; the photo replaces the old. */
+    /* The caller merged the fields; the photo replaces the old one. */
     static const struct db_stmt st = {
         "equipment_set_nameplate",
-        "UPDATE equipment SET nameplate = nameplate || $3::jsonb, "
+        "UPDATE equipment SET nameplate = $3::jsonb, "
         "  photo_file_id = coalesce($4, photo_file_id), photo_sha256 = coalesce($5, photo_sha256), "
         "  updated_at = now() WHERE factory_id = $1 AND id = $2",
         5};

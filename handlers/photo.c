@@ -15,12 +15,13 @@
 #include "photo.h"
 #include "text.h"
 
-/* A model at least this similar (pg_trgm similarity, 0..1) to a machine's
- * of the same manufacturer makes that machine a candidate. Measured in
- * tests/integration/test_photo.c: one or two misread characters in a
- * 6 to 20 character model score 0.5 to 0.8; different models of one
- * family ("1LE1001-1DB23" against "1LE1001-2AB43") 0.35 to 0.45. */
-#define MODEL_SIMILARITY 0.5
+/* A read's model matches a machine's when the two are equal once OCR's
+ * usual confusions are folded away (O I S B Z G as 0 1 5 8 2 6, letters and
+ * digits only) or differ by one dropped character: see
+ * db_equipment_similar_model(). Measured in tests/integration/test_photo.c
+ * on 22 misread pairs and 21 pairs of different models of one family: all
+ * misreads match, no family pair does. pg_trgm similarity cannot separate
+ * them (misreads score 0.25 to 0.80, family members 0.23 to 0.75). */
 #define CAPTION_MAX_CHARS 200
 #define MAX_CANDIDATES 3
 
@@ -80,6 +81,42 @@ static void fields_parse(const char *text, struct nameplate *np)
     np_score(np);
 }
 
+/* The plate fields a machine keeps after a new read: each field of the
+ * read, unless the machine's value was typed by a person or is at least as
+ * sure. Returns JSON (arena), or NULL. */
+static const char *merged_fields(struct hctx *ctx, const char *kept, const char *read)
+{
+    struct nameplate old, add;
+
+    fields_parse(kept ? kept : "{}", &old);
+    fields_parse(read, &add);
+    for (int i = 0; i < NP_FIELD_COUNT; i++) {
+        const struct np_value *o = &old.f[i], *n = &add.f[i];
+
+        if (!n->value[0])
+            continue;
+        if (o->value[0] && (o->source == NP_SRC_USER || o->confidence >= n->confidence))
+            continue;
+        old.f[i] = *n;
+    }
+    return fields_json(ctx, &old);
+}
+
+/* Records the read's plate on machine e and reloads e. */
+static int record_plate(struct hctx *ctx, const struct nameplate_read *rd, struct equipment *e)
+{
+    const char *fields = merged_fields(ctx, e->nameplate, rd->fields);
+    int r;
+
+    if (!fields)
+        return -ENOMEM;
+    r = db_equipment_set_nameplate(ctx->db, ctx->user.factory_id, e->id, fields, rd->file_id,
+                                   rd->sha256);
+    if (r == 0)
+        r = db_equipment_get(ctx->db, ctx->a, ctx->user.factory_id, e->number, e);
+    return r;
+}
+
 /* ---- matching ---- */
 
 /* A manufacturer for comparison: the alias table's name, else letters and
@@ -122,8 +159,9 @@ struct match {
 };
 
 /* Looks for the machine inside the user's factory: the same serial and a
- * compatible manufacturer is the same machine; the same manufacturer and a
- * similar model is a candidate, unless both serials are known and differ. */
+ * compatible manufacturer is the same machine; the same manufacturer and
+ * the same model (give or take OCR's misreadings) is a candidate, unless
+ * both serials are known and differ. */
 static int match(struct hctx *ctx, const struct nameplate *np, struct match *m)
 {
     const char *serial = np->f[NP_SERIAL].value, *model = np->f[NP_MODEL].value;
@@ -148,8 +186,7 @@ static int match(struct hctx *ctx, const struct nameplate *np, struct match *m)
     }
     if (!model[0])
         return 0;
-    r = db_equipment_similar_model(ctx->db, ctx->a, ctx->user.factory_id, model, MODEL_SIMILARITY,
-                                   10, &v, &n);
+    r = db_equipment_similar_model(ctx->db, ctx->a, ctx->user.factory_id, model, 10, &v, &n);
     if (r < 0)
         return r;
     for (int i = 0; i < n && m->n_cand < MAX_CANDIDATES; i++) {
@@ -364,8 +401,10 @@ int photo_received(struct hctx *ctx, const char *caption)
             return reply_db_error(ctx, r);
         /* A confident read of a machine the factory has: show the machine. */
         if (m.found && np_confident(&np)) {
-            r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "linked",
-                                    m.same.id);
+            r = record_plate(ctx, &rd, &m.same);
+            if (r == 0)
+                r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id,
+                                        "linked", m.same.id);
             if (r < 0)
                 return reply_db_error(ctx, r);
             equip_card(ctx, "📷 This nameplate is ", &m.same);
@@ -430,8 +469,7 @@ static int save_new(struct hctx *ctx, const struct nameplate_read *rd, const str
     f.location = rd->caption ? clip(ctx, rd->caption, FIELD_MAX_CHARS) : NULL;
     r = db_equipment_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, &f, e);
     if (r == 0)
-        r = db_equipment_set_nameplate(ctx->db, ctx->user.factory_id, e->id, rd->fields,
-                                       rd->file_id, rd->sha256);
+        r = record_plate(ctx, rd, e);
     if (r == 0)
         r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd->id, ctx->user.id, "saved",
                                 e->id);
@@ -443,6 +481,7 @@ static int photo_save(struct hctx *ctx, struct args *args)
     struct nameplate_read rd;
     struct nameplate np;
     struct equipment e;
+    struct match m;
     int r;
 
     if (!read_arg(ctx, args, 1, "/photo save", &rd) || !still_pending(ctx, &rd))
@@ -452,6 +491,16 @@ static int photo_save(struct hctx *ctx, struct args *args)
         reply(ctx, "Manufacturer and model are needed to save a machine. Add them:\n"
                    "/photo edit %lld manufacturer=… model=…",
               (long long)rd.id);
+        return 0;
+    }
+    /* The factory may have the machine by now (a second photo of it was
+     * saved first): a serial is never registered twice. */
+    r = match(ctx, &np, &m);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    if (m.found) {
+        reply(ctx, "%s %s %s has this serial already. Add the plate to it:\n/photo link %lld %s",
+              m.same.number, m.same.manufacturer, m.same.model, (long long)rd.id, m.same.number);
         return 0;
     }
     r = save_new(ctx, &rd, &np, &e);
@@ -501,8 +550,7 @@ static int photo_link(struct hctx *ctx, struct args *args)
         if (r < 0)
             return reply_db_error(ctx, r);
     }
-    r = db_equipment_set_nameplate(ctx->db, ctx->user.factory_id, e.id, rd.fields, rd.file_id,
-                                   rd.sha256);
+    r = record_plate(ctx, &rd, &e);
     if (r == 0)
         r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "linked",
                                 e.id);
@@ -510,6 +558,23 @@ static int photo_link(struct hctx *ctx, struct args *args)
         return reply_db_error(ctx, r);
     equip_card(ctx, "🔗 Nameplate added to ", &e);
     return 0;
+}
+
+/* Whether a value taken in by manufacturer= holds a "word=" of its own: an
+ * unknown field, not part of the name. */
+static bool unknown_option(const char *v)
+{
+    for (const char *p = v; *p; p++) {
+        const char *w = p;
+
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_')
+            p++;
+        if (p > w && *p == '=' && (w == v || w[-1] == ' '))
+            return true;
+        if (!*p)
+            break;
+    }
+    return false;
 }
 
 static int photo_edit(struct hctx *ctx, struct args *args)
@@ -542,6 +607,18 @@ static int photo_edit(struct hctx *ctx, struct args *args)
             continue;
         if (!field_ok(ctx, keys[k], vals[k], NP_VALUE_MAX / 2))
             return 0;
+        if (strlen(vals[k]) >= NP_VALUE_MAX) {
+            reply(ctx, "The %s is too long (at most %d bytes). Nothing was changed.", keys[k],
+                  NP_VALUE_MAX - 1);
+            return 0;
+        }
+        if (unknown_option(vals[k])) {
+            reply(ctx, "Rivet does not know the field in \"%s\". Fields: manufacturer, model, "
+                       "serial, volts, amps, hp, kw, rpm, hz, phase, frame, enclosure, "
+                       "service_factor, insulation_class, efficiency, year. Nothing was changed.",
+                  clip(ctx, vals[k], 60));
+            return 0;
+        }
         np_set(&np, np_field_by_name(keys[k]), vals[k], 1.0f, NP_SRC_USER);
         any = true;
     }
@@ -591,6 +668,12 @@ static int photo_wo(struct hctx *ctx, struct args *args)
     if (m.found) {
         reply(ctx, "This is %s. Describe the problem:\n/wo new %s TITLE [priority=high]",
               m.same.number, m.same.number);
+        return 0;
+    }
+    if (m.n_cand) {
+        reply(ctx, "Is it %s %s %s? Tap 🔗 Same as … or ✅ Save as new first, then open the work "
+                   "order.",
+              m.cand[0].number, m.cand[0].manufacturer, m.cand[0].model);
         return 0;
     }
     if (!savable(&np)) {

@@ -10,11 +10,17 @@ ALTER TABLE equipment
     ADD COLUMN serial_norm text GENERATED ALWAYS AS (
         nullif(regexp_replace(translate(upper(coalesce(serial, '')), 'O', '0'),
                               '[^A-Z0-9]', '', 'g'), '')) STORED,
+    -- The model with OCR's usual confusions folded away (O I S B Z G as
+    -- 0 1 5 8 2 6, letters and digits only): a misread model folds to the
+    -- same text, another model of the family does not.
+    ADD COLUMN model_fold text GENERATED ALWAYS AS (
+        regexp_replace(translate(upper(model), 'OISBZG', '015826'), '[^A-Z0-9]', '', 'g')) STORED,
     ADD COLUMN photo_file_id text CHECK (length(photo_file_id) <= 256),
     ADD COLUMN photo_sha256 text CHECK (photo_sha256 ~ '^[0-9a-f]{64}$');
 CREATE INDEX equipment_serial_norm ON equipment (factory_id, serial_norm)
     WHERE serial_norm IS NOT NULL;
--- For "a similar model" (pg_trgm similarity on the model alone).
+CREATE INDEX equipment_model_fold ON equipment (factory_id, model_fold);
+-- Finds models one character longer or shorter (pg_trgm on the model alone).
 CREATE INDEX equipment_model_trgm ON equipment USING gin (lower(model) gin_trgm_ops);
 
 CREATE TABLE nameplate_reads (
