@@ -89,10 +89,10 @@ static void print_text(const char *file, const struct photo_result *res, bool te
     }
     printf("  confidence %.2f", (double)res->np.confidence);
     if (!text_only)
-        printf(", %ld ms (prepare %ld, tesseract %ld in %d passes, psm %d, %d words at %.0f%%%s)",
+        printf(", %ld ms (prepare %ld, tesseract %ld in %d passes, psm %d, %d words at %.0f%%%s%s)",
                res->total_ms, res->ocr.prep_ms, res->ocr.ocr_ms, res->ocr.passes, res->ocr.psm,
                res->ocr.words, (double)res->ocr.mean_conf,
-               res->ocr.rotation ? ", turned" : "");
+               res->ocr.rotation ? ", turned" : "", res->ocr.cropped ? ", cropped" : "");
     if (res->llm_used)
         printf(", llm %s %ld ms", res->usage.provider, res->usage.ms);
     else if (res->llm_asked)
@@ -122,6 +122,7 @@ static void print_json(const char *file, const struct photo_result *res, bool te
         json_object_set_new(o, "passes", json_integer(res->ocr.passes));
         json_object_set_new(o, "psm", json_integer(res->ocr.psm));
         json_object_set_new(o, "rotation", json_integer(res->ocr.rotation));
+        json_object_set_new(o, "cropped", json_boolean(res->ocr.cropped));
         json_object_set_new(o, "words", json_integer(res->ocr.words));
         json_object_set_new(o, "word_confidence", json_real((double)res->ocr.mean_conf));
         json_object_set_new(o, "image", json_pack("{s:i, s:i, s:s}", "width", res->width,

@@ -404,6 +404,7 @@ struct worker_photo {
     struct tg_api *api;
     struct photo_reader *pr;
     const char *file_id, *mime_type;
+    bool too_big; /* Telegram said the file is over 20 MB */
     struct buf bytes;
 };
 
@@ -415,6 +416,10 @@ static int photo_fetch(void *ctx, char sha256[65], const char **why)
     struct worker_photo *wp = ctx;
     int r;
 
+    if (wp->too_big) {
+        *why = "The image is larger than 20 MB.";
+        return -EFBIG;
+    }
     if (!wp->file_id) {
         *why = "Rivet could not get that file from Telegram; please send it again.";
         return -EBADMSG;
@@ -540,6 +545,7 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
         (strcmp(u.media, "photo") == 0 || strcmp(u.media, "document") == 0)) {
         wp->file_id = u.file_id;
         wp->mime_type = u.mime_type;
+        wp->too_big = u.file_too_big;
         photo.file_id = u.file_id;
         m.photo = &photo;
     }
@@ -647,6 +653,7 @@ static void *worker_main(void *arg)
                 r = handle_update(t, db, a, &wp, &it, &h);
             buf_free(&wp.bytes);
             wp.file_id = wp.mime_type = NULL;
+            wp.too_big = false;
             if (r == 0)
                 r = db_inbox_done(db, it.id, h.outcome);
         }

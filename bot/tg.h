@@ -86,6 +86,7 @@ struct tg_update {
     /* A photo (its largest size under TG_MAX_FILE) or a document: */
     const char *file_id;
     int64_t file_size;     /* 0 when Telegram did not say */
+    bool file_too_big;     /* every size is over TG_MAX_FILE: file_id is NULL */
     const char *mime_type; /* of a document, or NULL */
     const char *callback_id, *callback_data;
     const char *member_status; /* my_chat_member: the bot's new status */

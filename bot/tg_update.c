@@ -112,6 +112,8 @@ static void read_photo(struct arena *a, const json_t *sizes, struct tg_update *o
 
         if (!json_is_string(id) || !json_is_integer(w) || !json_is_integer(h))
             continue;
+        if (size > (long long)TG_MAX_FILE && !out->file_id)
+            out->file_too_big = true;
         if (size < 0 || size > (long long)TG_MAX_FILE || json_integer_value(w) < 0 ||
             json_integer_value(h) < 0 || json_integer_value(w) > 1000000 ||
             json_integer_value(h) > 1000000)
@@ -121,6 +123,7 @@ static void read_photo(struct arena *a, const json_t *sizes, struct tg_update *o
             best = area;
             out->file_id = arena_strdup(a, json_string_value(id));
             out->file_size = size;
+            out->file_too_big = false;
         }
     }
 }
@@ -132,6 +135,7 @@ static void read_document(struct arena *a, const json_t *doc, struct tg_update *
     out->file_id = str(a, doc, "file_id");
     out->mime_type = str(a, doc, "mime_type");
     out->file_size = json_is_integer(fs) ? json_integer_value(fs) : 0;
+    out->file_too_big = out->file_size > (int64_t)TG_MAX_FILE;
 }
 
 int tg_update_parse(struct arena *a, const json_t *u, struct tg_update *out)

@@ -11,6 +11,7 @@
 #ifndef RIVET_OCR_H
 #define RIVET_OCR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "nameplate.h"
@@ -19,6 +20,8 @@
  * before anything is decoded. */
 #define OCR_MAX_BYTES (20u << 20)
 #define OCR_MAX_PIXELS 50000000L
+/* Smaller than this on either side, no plate is legible. */
+#define OCR_MIN_SIDE 64
 
 /* Quiets Leptonica's and Tesseract's own messages on stderr (a corrupt
  * photo is the user's problem, reported in the reply, not a log line from
@@ -36,7 +39,8 @@ struct ocr_image;
 
 /* Checks and decodes an image (JPEG, PNG, WebP, TIFF, BMP: what Leptonica
  * reads). Returns 0 and *ret; or -ENODATA (zero bytes), -EFBIG (over
- * OCR_MAX_BYTES), -E2BIG (over OCR_MAX_PIXELS), -ENOTSUP (not an image
+ * OCR_MAX_BYTES), -E2BIG (over OCR_MAX_PIXELS), -EDOM (under OCR_MIN_SIDE
+ * pixels on a side), -ENOTSUP (not an image
  * format Rivet reads), -EBADMSG (corrupt or truncated), -ENOMEM. *why,
  * when not NULL, gets a sentence for the user on failure (static). */
 int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const char **why);
@@ -63,6 +67,7 @@ struct ocr_stats {
     long prep_ms, ocr_ms, extract_ms, total_ms;
     int passes;     /* Tesseract passes run (page segmentation modes, turns) */
     int rotation;   /* degrees the image was turned to read upright */
+    bool cropped;   /* the plate was found in the photo and read alone */
     int psm;        /* the page segmentation mode whose read was used */
     int width, height; /* of the image Tesseract saw */
     int words;      /* words read */

@@ -292,7 +292,7 @@ class Env:
 
     def base_env(self):
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("TELEGRAM_", "RIVET_", "DATABASE_"))}
+               if not k.startswith(("TELEGRAM_", "RIVET_", "DATABASE_", "LLM_"))}
         env["DATABASE_URL"] = self.db_url
         env["LC_ALL"] = "C.UTF-8"
         return env

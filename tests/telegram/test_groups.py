@@ -165,14 +165,14 @@ def t_media(env):
     for c in got:
         check("text" in text_of(c).lower() or "/help" in text_of(c),
               "a media message got %r" % text_of(c)[:200])
-    # Photos and image files are read as nameplates (a blank image has none).
+    # Photos and image files go to the nameplate reader (this PNG is broken).
     since = fake.last_seq()
     fake.ctl("photo", chat_id=EVE, from_id=EVE, file_bytes_b64=PNG)
     fake.ctl("document", chat_id=EVE, from_id=EVE, file_bytes_b64=PNG, file_name="plate.png",
              mime_type="image/png")
     got = fake.replies(EVE, 2, since=since)
     for c in got:
-        check("nameplate" in text_of(c) or "photo" in text_of(c),
+        check(any(w in text_of(c) for w in ("nameplate", "photo", "image")),
               "a photo got %r" % text_of(c)[:200])
     since = fake.last_seq()
     fake.ctl("photo", chat_id=EVE, from_id=EVE, file_bytes_b64=PNG, caption="/stats")
