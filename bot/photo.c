@@ -115,7 +115,15 @@ int photo_read(struct photo_reader *pr, const void *bytes, size_t len, bool allo
     }
     r = ocr_read(pr->ocr, img, &out->np, &out->ocr, &text);
     if (text) {
-        snprintf(out->text, sizeof(out->text), "%s", text);
+        size_t n = strlen(text);
+
+        if (n >= sizeof(out->text)) {
+            n = sizeof(out->text) - 1;
+            while (n > 0 && ((unsigned char)text[n] & 0xC0) == 0x80)
+                n--; /* do not split a character */
+        }
+        memcpy(out->text, text, n);
+        out->text[n] = '\0';
         free(text);
     }
     if (r < 0) {

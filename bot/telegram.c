@@ -406,16 +406,43 @@ struct worker_photo {
     const char *file_id, *mime_type;
     bool too_big; /* Telegram said the file is over 20 MB */
     struct buf bytes;
+    /* The photo work of the inbox row being handled (inbox), kept when the
+     * row's transaction fails so that its retry by this worker neither
+     * downloads nor reads (nor pays an LLM) again. */
+    int64_t inbox, memo_inbox;
+    char memo_sha[65];
+    struct photo_result *memo; /* malloc'd; valid when memo_read */
+    bool memo_read;
 };
 
 /* Seconds a photo's download may take. */
 #define PHOTO_DOWNLOAD_S 60
+
+/* Downloads the photo into wp->bytes. */
+static int photo_download(struct worker_photo *wp, const char **why)
+{
+    int r = tg_api_get_file(wp->api, wp->file_id, PHOTO_DOWNLOAD_S, TG_MAX_FILE, &wp->bytes, why);
+
+    if (r < 0) {
+        log_warn("tg.photo_download", "err=%s", strerror(-r));
+        return r;
+    }
+    if (wp->bytes.len == 0) {
+        *why = "The file is empty.";
+        return -ENODATA;
+    }
+    return 0;
+}
 
 static int photo_fetch(void *ctx, char sha256[65], const char **why)
 {
     struct worker_photo *wp = ctx;
     int r;
 
+    if (wp->memo_inbox == wp->inbox && wp->memo_sha[0]) {
+        memcpy(sha256, wp->memo_sha, 65);
+        return 0; /* a retry: downloaded before */
+    }
     if (wp->too_big) {
         *why = "The image is larger than 20 MB.";
         return -EFBIG;
@@ -429,30 +456,47 @@ static int photo_fetch(void *ctx, char sha256[65], const char **why)
                "WebP or TIFF).";
         return -ENOTSUP;
     }
-    r = tg_api_get_file(wp->api, wp->file_id, PHOTO_DOWNLOAD_S, TG_MAX_FILE, &wp->bytes, why);
-    if (r < 0) {
-        log_warn("tg.photo_download", "err=%s", strerror(-r));
+    r = photo_download(wp, why);
+    if (r < 0)
         return r;
-    }
-    if (wp->bytes.len == 0) {
-        *why = "The file is empty.";
-        return -ENODATA;
-    }
     photo_sha256(wp->bytes.p, wp->bytes.len, sha256);
+    wp->memo_inbox = wp->inbox;
+    memcpy(wp->memo_sha, sha256, 65);
+    wp->memo_read = false;
     return 0;
 }
 
 static int photo_read_cb(void *ctx, struct photo_result *out, const char **why)
 {
     struct worker_photo *wp = ctx;
-    int r = photo_read(wp->pr, wp->bytes.p, wp->bytes.len, true, out, why);
+    int r;
 
-    if (r == 0)
-        log_info("photo.read", "ms=%ld ocr_ms=%ld passes=%d confidence=%.2f llm=%s%s%s",
+    if (wp->memo_inbox == wp->inbox && wp->memo_read) {
+        *out = *wp->memo;
+        return 0; /* a retry: read before */
+    }
+    if (wp->bytes.len == 0) { /* a retry that found no read stored */
+        r = photo_download(wp, why);
+        if (r < 0)
+            return r;
+    }
+    r = photo_read(wp->pr, wp->bytes.p, wp->bytes.len, true, out, why);
+    if (r == 0 && wp->memo_inbox == wp->inbox &&
+        (wp->memo || (wp->memo = malloc(sizeof(*wp->memo))))) {
+        *wp->memo = *out;
+        wp->memo_read = true;
+    }
+
+    if (r == 0) {
+        char q[400];
+
+        log_info("photo.read", "ms=%ld ocr_ms=%ld passes=%d confidence=%.2f llm=%s%s%s%s%s",
                  out->total_ms, out->ocr.total_ms, out->ocr.passes, (double)out->np.confidence,
                  out->llm_used ? "used" : out->llm_asked ? "failed" : "no",
-                 out->llm_error ? " llm_err=" : "", out->llm_error ? strerror(-out->llm_error) : "");
-    else
+                 out->llm_error ? " llm_err=" : "", out->llm_error ? strerror(-out->llm_error) : "",
+                 out->llm_error ? " detail=" : "",
+                 out->llm_error ? log_quote(q, sizeof(q), out->llm_detail) : "");
+    } else
         log_info("photo.unreadable", "err=%s", strerror(-r));
     return r;
 }
@@ -546,6 +590,7 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
         wp->file_id = u.file_id;
         wp->mime_type = u.mime_type;
         wp->too_big = u.file_too_big;
+        wp->inbox = it->id;
         photo.file_id = u.file_id;
         m.photo = &photo;
     }
@@ -690,6 +735,7 @@ static void *worker_main(void *arg)
 out:
     db_close(db);
     photo_reader_free(wp.pr);
+    free(wp.memo);
     tg_api_free(api);
     return NULL;
 }

@@ -153,6 +153,8 @@ struct nameplate_read {
 
 /* What a new read records besides its fields. */
 struct nameplate_read_info {
+    /* llm_provider is set when an LLM answered, whether its answer was used
+     * (llm_used) or not; its tokens and cost are recorded then. */
     const char *engine, *llm_provider, *llm_model; /* NULL when unknown */
     int width, height, ocr_ms, total_ms, llm_ms, prompt_tokens, completion_tokens;
     bool llm_used;
@@ -162,6 +164,9 @@ struct nameplate_read_info {
 /* The factory's read of the photo with this hash. */
 int db_nameplate_find(struct db *db, struct arena *a, int64_t factory_id, const char *sha256,
                       struct nameplate_read *ret);
+/* The read, locked until the transaction ends: two people deciding on one
+ * read (the same photo sent from two chats) take turns, and the second sees
+ * the first's decision. */
 int db_nameplate_get(struct db *db, struct arena *a, int64_t factory_id, int64_t id,
                      struct nameplate_read *ret);
 /* Records a read; when the factory has one of the same photo already (a

@@ -58,7 +58,8 @@ int db_nameplate_get(struct db *db, struct arena *a, int64_t factory_id, int64_t
                      struct nameplate_read *ret)
 {
     static const struct db_stmt st = {
-        "nameplate_get", "SELECT " NR_COLUMNS NR_FROM "WHERE r.factory_id = $1 AND r.id = $2", 2};
+        "nameplate_get",
+        "SELECT " NR_COLUMNS NR_FROM "WHERE r.factory_id = $1 AND r.id = $2 FOR UPDATE OF r", 2};
     struct db_num fid, rid;
 
     return nr_one(db, a, &st, (const char *[]){db_num(&fid, factory_id), db_num(&rid, id)}, ret);
@@ -86,6 +87,7 @@ int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t
         20};
     struct db_num fid, uid, w, h, ocr, total, llm, pt, ct;
     char conf[32], cost[32];
+    bool asked = info->llm_provider != NULL; /* an LLM answered, used or not */
     PGresult *res;
     int r;
 
@@ -108,10 +110,10 @@ int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t
                                   info->llm_used ? "true" : "false",
                                   info->llm_provider,
                                   info->llm_model,
-                                  info->llm_used ? db_num(&llm, info->llm_ms) : NULL,
-                                  info->llm_used ? db_num(&pt, info->prompt_tokens) : NULL,
-                                  info->llm_used ? db_num(&ct, info->completion_tokens) : NULL,
-                                  info->llm_used ? cost : NULL},
+                                  asked ? db_num(&llm, info->llm_ms) : NULL,
+                                  asked ? db_num(&pt, info->prompt_tokens) : NULL,
+                                  asked ? db_num(&ct, info->completion_tokens) : NULL,
+                                  asked ? cost : NULL},
                  &res);
     if (r < 0)
         return r;

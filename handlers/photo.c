@@ -301,7 +301,8 @@ static void show_read(struct hctx *ctx, const struct nameplate_read *rd, const s
         rb_addf(&rb, "\nNo machine like it in %s yet.\n", ctx->user.factory_name);
     if (!savable(np))
         rb_addf(&rb, "Manufacturer and model are needed to save it: tap Edit.\n");
-    if (strcmp(rd->status, "saved") == 0 || strcmp(rd->status, "linked") == 0) {
+    if ((strcmp(rd->status, "saved") == 0 || strcmp(rd->status, "linked") == 0) &&
+        rd->equipment_number) {
         rb_button(ctx, &rb, "🏭 Open", arena_printf(ctx->a, "/equip view %s", rd->equipment_number));
         rb_button(ctx, &rb, "🛠 New work order",
                   arena_printf(ctx->a, "/wo new %s", rd->equipment_number));
@@ -339,7 +340,8 @@ static void note_info(const struct photo_result *res, struct nameplate_read_info
     info->ocr_ms = (int)res->ocr.total_ms;
     info->total_ms = (int)res->total_ms;
     info->llm_used = res->llm_used;
-    if (res->llm_used) {
+    /* What an LLM call cost is recorded whether or not its answer helped. */
+    if (res->llm_asked && res->usage.provider[0]) {
         info->llm_provider = res->usage.provider;
         info->llm_model = res->usage.model;
         info->llm_ms = (int)res->usage.ms;
@@ -543,8 +545,24 @@ static int photo_link(struct hctx *ctx, struct args *args)
             return 0;
         }
     }
-    /* The plate fills in what the record lacks; it never overwrites. */
+    /* The plate fills in what the record lacks; it never overwrites, and
+     * never gives a serial another machine of the factory has. */
     if (!e.serial && np.f[NP_SERIAL].value[0]) {
+        struct equipment *v;
+        char norm[NP_VALUE_MAX];
+        int n;
+
+        np_serial_normalize(np.f[NP_SERIAL].value, norm, sizeof(norm));
+        r = norm[0] ? db_equipment_by_serial(ctx->db, ctx->a, ctx->user.factory_id, norm, 1, &v,
+                                             &n)
+                    : (n = 0, 0);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        if (n && v[0].id != e.id) {
+            reply(ctx, "%s has serial %s already. Add the plate to it: /photo link %lld %s",
+                  v[0].number, v[0].serial, (long long)rd.id, v[0].number);
+            return 0;
+        }
         f.serial = np.f[NP_SERIAL].value;
         r = db_equipment_update(ctx->db, ctx->a, ctx->user.factory_id, e.number, &f, &e);
         if (r < 0)
@@ -605,6 +623,11 @@ static int photo_edit(struct hctx *ctx, struct args *args)
     for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
         if (!vals[k])
             continue;
+        if (strcmp(vals[k], "-") == 0) { /* "serial=-" clears a misread */
+            np_set(&np, np_field_by_name(keys[k]), "", 0, NP_SRC_USER);
+            any = true;
+            continue;
+        }
         if (!field_ok(ctx, keys[k], vals[k], NP_VALUE_MAX / 2))
             return 0;
         if (strlen(vals[k]) >= NP_VALUE_MAX) {
@@ -627,7 +650,8 @@ static int photo_edit(struct hctx *ctx, struct args *args)
               "Send the corrections, for example:\n/photo edit %lld manufacturer=Siemens "
               "model=1LE1001 serial=XJ123\nFields: manufacturer, model, serial, volts, amps, hp, "
               "kw, rpm, hz, phase, frame, enclosure, service_factor, insulation_class, "
-              "efficiency, year.",
+              "efficiency, year. FIELD=- clears one; quote a model with spaces: "
+              "model=\"M3BP 160MLA 4\".",
               (long long)rd.id);
         return 0;
     }

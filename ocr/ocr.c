@@ -40,9 +40,23 @@ static long now_ms(void)
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+static char *dict_vars[] = {"load_system_dawg", "load_freq_dawg"};
+static char *dict_off[] = {"0", "0"};
+
 void ocr_global_init(void)
 {
+    TessBaseAPI *api;
+
     setMsgSeverity(L_SEVERITY_NONE);
+    /* Tesseract's warnings ("Estimating resolution as ...") go to stderr
+     * unless debug_file names a file. It is one setting for the whole
+     * process, shared by every engine, so it is set once, here, before any
+     * thread creates one. */
+    api = TessBaseAPICreate();
+    if (api) {
+        TessBaseAPISetVariable(api, "debug_file", "/dev/null");
+        TessBaseAPIDelete(api);
+    }
 }
 
 void ocr_versions(char *buf, size_t n)
@@ -96,7 +110,7 @@ int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const 
 {
     const char *unused;
     struct ocr_image *img;
-    l_int32 format = IFF_UNKNOWN, w = 0, h = 0, bps, spp, iscmap;
+    l_int32 format = IFF_UNKNOWN, w = 0, h = 0, bps, spp, iscmap, reduction = 1;
     PIX *pix;
 
     if (!why)
@@ -118,7 +132,7 @@ int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const 
         *why = "The image is damaged or cut short; please send it again.";
         return -EBADMSG;
     }
-    if (w < OCR_MIN_SIDE || h < OCR_MIN_SIDE) {
+    if (w < OCR_MIN_SIDE || h < OCR_MIN_SIDE || w > 16 * h || h > 16 * w) {
         *why = "The image is too small to read a nameplate from; send a larger photo.";
         return -EDOM;
     }
@@ -132,8 +146,17 @@ int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const 
         *why = "The image is damaged or cut short; please send it again.";
         return -EBADMSG;
     }
-    pix = pixReadMem(bytes, len);
-    if (!pix || pixGetWidth(pix) != w || pixGetHeight(pix) != h) {
+    /* A large JPEG is decoded at half or quarter size: the page Tesseract
+     * reads is at most READ_MAX_SIDE across anyway, and a 48-megapixel photo
+     * decoded whole would take 190 MB. */
+    if (format == IFF_JFIF_JPEG && (long)w * h > 16000000L) {
+        reduction = (long)w * h > 64000000L ? 4 : 2;
+        pix = pixReadMemJpeg(bytes, len, 0, reduction, NULL, 0);
+    } else {
+        pix = pixReadMem(bytes, len);
+    }
+    if (!pix || pixGetWidth(pix) != (w + reduction - 1) / reduction ||
+        pixGetHeight(pix) != (h + reduction - 1) / reduction) {
         pixDestroy(&pix);
         *why = "The image is damaged or cut short; please send it again.";
         return -EBADMSG;
@@ -226,22 +249,17 @@ int ocr_engine_new(const char *datapath, struct ocr_engine **ret)
         free(e);
         return -ENOMEM;
     }
-    /* Tesseract prints warnings ("Estimating resolution as ...") on
-     * stderr; Rivet logs what matters itself. */
-    TessBaseAPISetVariable(e->api, "debug_file", "/dev/null");
     if (datapath && !(e->datapath = strdup(datapath))) {
         ocr_engine_free(e);
         return -ENOMEM;
     }
-    if (TessBaseAPIInit3(e->api, datapath, "eng") != 0) {
+    /* A nameplate is not prose: the dictionaries pull serials and model
+     * codes toward English words. They can only be left out at init. */
+    if (TessBaseAPIInit4(e->api, datapath, "eng", OEM_DEFAULT, NULL, 0, dict_vars, dict_off,
+                         2, 0) != 0) {
         ocr_engine_free(e);
         return -ENOENT;
     }
-    TessBaseAPISetVariable(e->api, "debug_file", "/dev/null");
-    /* A nameplate is not prose: the dictionary pulls serials and model
-     * codes toward English words. */
-    TessBaseAPISetVariable(e->api, "load_system_dawg", "0");
-    TessBaseAPISetVariable(e->api, "load_freq_dawg", "0");
     *ret = e;
     return 0;
 }
@@ -670,7 +688,6 @@ static int upright_turns(struct ocr_engine *e, PIX *page)
         e->osd = TessBaseAPICreate();
         if (!e->osd)
             return 0;
-        TessBaseAPISetVariable(e->osd, "debug_file", "/dev/null");
         if (TessBaseAPIInit3(e->osd, e->datapath, "osd") != 0) {
             TessBaseAPIDelete(e->osd);
             e->osd = NULL;

@@ -1,8 +1,8 @@
 /* Nameplate reading on the server: an image is checked and decoded with
- * Leptonica (limits first, from the header), prepared for Tesseract
- * (grayscale, scaled so text is a readable size, background evened out,
- * deskewed, turned upright), read by Tesseract in one or two page
- * segmentation modes, and the fields are extracted (nameplate.h).
+ * Leptonica (limits first, from the header), the plate found in the photo,
+ * prepared for Tesseract (grayscale, scaled so text is a readable size,
+ * deskewed, turned upright when needed), read by Tesseract in one or two
+ * page segmentation modes, and the fields are extracted (nameplate.h).
  *
  * An engine is one Tesseract instance: about 20 MB and a few hundred
  * milliseconds to create, so each worker thread creates one and reuses it.
@@ -20,7 +20,8 @@
  * before anything is decoded. */
 #define OCR_MAX_BYTES (20u << 20)
 #define OCR_MAX_PIXELS 50000000L
-/* Smaller than this on either side, no plate is legible. */
+/* Smaller than this on either side (or longer than 16 times its width),
+ * no plate is legible. */
 #define OCR_MIN_SIDE 64
 
 /* Quiets Leptonica's and Tesseract's own messages on stderr (a corrupt
@@ -45,7 +46,8 @@ struct ocr_image;
  * when not NULL, gets a sentence for the user on failure (static). */
 int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const char **why);
 void ocr_image_free(struct ocr_image *img);
-/* The image's size in pixels, and its format ("jpeg", "png", ...). */
+/* The image's size in pixels as decoded (a JPEG over 16 megapixels is
+ * decoded at half or quarter size), and its format ("jpeg", "png", ...). */
 void ocr_image_info(const struct ocr_image *img, int *w, int *h, const char **format);
 
 /* The image as a JPEG whose longer side is at most max_side (for the LLM).
