@@ -387,9 +387,12 @@ int photo_received(struct hctx *ctx, const char *caption)
         if (!fields)
             return -ENOMEM;
         note_info(res, &info);
+        /* A channel's file id longer than the column is not kept (Telegram's
+         * are under 100 bytes). */
         r = db_nameplate_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id,
-                             ctx->msg->channel, sha, ph->file_id, caption, fields,
-                             res->np.confidence, &info, &rd);
+                             ctx->msg->channel, sha,
+                             ph->file_id && strlen(ph->file_id) <= 256 ? ph->file_id : NULL,
+                             caption, fields, res->np.confidence, &info, &rd);
     } else if (r == 0 && strcmp(rd.status, "discarded") == 0) {
         r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "pending", 0);
         rd.status = "pending";
