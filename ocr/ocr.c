@@ -366,7 +366,10 @@ out:
  * pixBackgroundNormSimple (16 of 30 without it, 4 with it, as it left text
  * faint on textured metal), a contrast stretch, local contrast
  * normalization (better on one set, worse on another), unsharp masking,
- * Sauvola binarization (7 of 30). Returns a new PIX or NULL. */
+ * Sauvola binarization (7 of 30), painting a table's lines white (1 of 30:
+ * it took strokes of the text too), and a second sparse pass at half size
+ * for logos (one plate more, one other field wrong). Returns a new PIX or
+ * NULL. */
 static PIX *prepare(PIX *gray, BOX *box)
 {
     PIX *region = box ? pixClipRectangle(gray, box, NULL) : pixClone(gray);
