@@ -19,9 +19,11 @@
  * usual confusions are folded away (O I S B Z G as 0 1 5 8 2 6, letters and
  * digits only) or differ by one dropped character: see
  * db_equipment_similar_model(). Measured in tests/integration/test_photo.c
- * on 22 misread pairs and 21 pairs of different models of one family: all
- * misreads match, no family pair does. pg_trgm similarity cannot separate
+ * on 22 misread pairs and 21 pairs of different models of one family: 21
+ * misreads match (not "L08C" read as "L8C": too short for the dropped
+ * character rule), no family pair does. pg_trgm similarity cannot separate
  * them (misreads score 0.25 to 0.80, family members 0.23 to 0.75). */
+
 #define CAPTION_MAX_CHARS 200
 #define MAX_CANDIDATES 3
 
