@@ -148,6 +148,7 @@ struct nameplate_read {
     double confidence;
     const char *status; /* pending, saved, linked, discarded */
     bool llm_used;
+    bool llm_failed; /* the LLM was asked and failed: read again when sent again */
     const char *equipment_number; /* of equipment_id, NULL when none */
 };
 
@@ -157,7 +158,7 @@ struct nameplate_read_info {
      * (llm_used) or not; its tokens and cost are recorded then. */
     const char *engine, *llm_provider, *llm_model; /* NULL when unknown */
     int width, height, ocr_ms, total_ms, llm_ms, prompt_tokens, completion_tokens;
-    bool llm_used;
+    bool llm_used, llm_failed;
     double cost_usd;
 };
 
@@ -175,6 +176,10 @@ int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t
                      enum channel ch, const char *sha256, const char *file_id,
                      const char *caption, const char *fields, double confidence,
                      const struct nameplate_read_info *info, struct nameplate_read *ret);
+/* Replaces a read with a new read of the same photo (the first was made
+ * while the LLM was failing); its LLM costs add to the first's. */
+int db_nameplate_reread(struct db *db, int64_t factory_id, int64_t id, const char *fields,
+                        double confidence, const struct nameplate_read_info *info);
 /* Replaces a read's fields (a person corrected them). */
 int db_nameplate_set_fields(struct db *db, int64_t factory_id, int64_t id, const char *fields,
                             double confidence);

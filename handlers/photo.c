@@ -342,6 +342,7 @@ static void note_info(const struct photo_result *res, struct nameplate_read_info
     info->ocr_ms = (int)res->ocr.total_ms;
     info->total_ms = (int)res->total_ms;
     info->llm_used = res->llm_used;
+    info->llm_failed = res->llm_asked && !res->llm_used;
     /* What an LLM call cost is recorded whether or not its answer helped. */
     if (res->llm_asked && res->usage.provider[0]) {
         info->llm_provider = res->usage.provider;
@@ -398,6 +399,23 @@ int photo_received(struct hctx *ctx, const char *caption)
     } else if (r == 0 && strcmp(rd.status, "discarded") == 0) {
         r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "pending", 0);
         rd.status = "pending";
+    }
+    /* The first read was made while the LLM was failing: read again (the
+     * LLM may be back), unless a person has decided on it already. */
+    if (r == 0 && again && rd.llm_failed && strcmp(rd.status, "pending") == 0) {
+        res = arena_alloc(ctx->a, sizeof(*res));
+        if (!res)
+            return -ENOMEM;
+        if (ph->read(ph->ctx, res, &why) == 0 && res->llm_used) {
+            fields = fields_json(ctx, &res->np);
+            if (!fields)
+                return -ENOMEM;
+            note_info(res, &info);
+            r = db_nameplate_reread(ctx->db, ctx->user.factory_id, rd.id, fields,
+                                    res->np.confidence, &info);
+            if (r == 0)
+                r = db_nameplate_find(ctx->db, ctx->a, ctx->user.factory_id, sha, &rd);
+        }
     }
     if (r < 0)
         return reply_db_error(ctx, r);

@@ -43,6 +43,9 @@ CREATE TABLE nameplate_reads (
     ocr_ms            int,
     total_ms          int,
     llm_used          boolean NOT NULL DEFAULT false,
+    -- The LLM was asked and failed (down, slow, a broken answer): the photo
+    -- is read again when it is sent again, instead of answering from here.
+    llm_failed        boolean NOT NULL DEFAULT false,
     llm_provider      text,
     llm_model         text,
     llm_ms            int,

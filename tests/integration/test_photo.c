@@ -98,6 +98,7 @@ struct fake_photo {
     const char *fetch_why, *read_why;
     struct nameplate np; /* what the read finds */
     bool llm_used;
+    bool llm_failed; /* asked and failed: llm_asked without llm_used */
 };
 
 static int fake_fetch(void *ctx, char sha256[65], const char **why)
@@ -131,6 +132,10 @@ static int fake_read(void *ctx, struct photo_result *out, const char **why)
     out->ocr.total_ms = 850;
     out->total_ms = 900;
     snprintf(out->engine, sizeof(out->engine), "fake-ocr 1.0");
+    if (p->llm_failed) {
+        out->llm_asked = true;
+        out->llm_error = -ETIMEDOUT;
+    }
     if (p->llm_used) {
         out->llm_asked = out->llm_used = true;
         snprintf(out->usage.provider, sizeof(out->usage.provider), "fakeai");
@@ -508,6 +513,46 @@ static void test_llm_read_recorded(void **state)
     assert_str(read_col(f, id, "cost_usd"), "0.002100", "cost_usd");
     assert_str(read_col(f, id, "fields->'serial'->>'source'"), "llm", "serial source");
     assert_str(read_col(f, id, "caption"), NULL, "no caption");
+}
+
+/* A read made while the LLM was failing is read again when the photo is
+ * sent again; once the LLM has helped, the read is kept. */
+static void test_llm_failed_read_again(void **state)
+{
+    struct fixture *f = *state;
+    struct fake_photo p;
+    const struct said *s;
+    long long id;
+
+    plate(&p, 31, "WEG", "W22 160M", NULL, 0.9f);
+    p.llm_failed = true;
+    s = say_photo(f, "alice", NULL, &p);
+    pgtest_assert_not_contains(s->text, "(AI)");
+    id = read_id(f, f->alpha, p.sha);
+    assert_str(read_col(f, id, "llm_failed"), "true", "llm_failed after a failed call");
+
+    /* Still failing: read again, nothing changes. */
+    s = say_photo(f, "alice", NULL, &p);
+    assert_int_equal(p.read_calls, 2);
+    assert_str(read_col(f, id, "llm_failed"), "true", "llm_failed while still failing");
+
+    /* The LLM is back: its serial is used and kept. */
+    p.llm_failed = false;
+    p.llm_used = true;
+    np_set(&p.np, NP_SERIAL, "1029384756", 0.8f, NP_SRC_LLM);
+    np_score(&p.np);
+    s = say_photo(f, "alice", NULL, &p);
+    assert_int_equal(p.read_calls, 3);
+    pgtest_assert_contains(s->text, "Serial: 1029384756 (AI)\n");
+    assert_str(read_col(f, id, "llm_failed"), "false", "llm_failed once the LLM helped");
+    assert_str(read_col(f, id, "llm_used"), "true", "llm_used");
+    assert_str(read_col(f, id, "prompt_tokens"), "1200", "tokens of the call that helped");
+
+    /* From now on the photo is not read again. */
+    s = say_photo(f, "alice", NULL, &p);
+    assert_int_equal(p.read_calls, 3);
+    pgtest_assert_contains(s->text, "seen before");
+    assert_int_equal(pgtest_qint(f->c, "SELECT count(*) FROM nameplate_reads", NULL), 1);
 }
 
 /* ---- 3 and 4. save, save again, the same photo again ---- */
@@ -1594,6 +1639,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stranger_photo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_good_read, setup, teardown),
         cmocka_unit_test_setup_teardown(test_llm_read_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_llm_failed_read_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_and_cache, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cards_show_the_plate_just_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_serial_is_that_machine, setup, teardown),
