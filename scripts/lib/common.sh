@@ -79,3 +79,49 @@ pg_createdb() {
         "SELECT 1 FROM pg_database WHERE datname = '$1'" | grep -q 1 ||
         psql -X -q -v ON_ERROR_STOP=1 "$(pg_url postgres)" -c "CREATE DATABASE \"$1\""
 }
+
+# mosq_start DIR: a mosquitto broker on a free loopback port for Rivet's MQTT
+# thread and its tests: anonymous clients (it listens on 127.0.0.1 only),
+# persistence and log in DIR, run as a daemon. A broker already running from
+# DIR is reused. Sets MQTT_PORT.
+mosq_start() {
+    local dir=$1 bin pid
+    bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+    [ -x "$bin" ] || { echo "mosquitto is not installed (scripts/setup)" >&2; return 1; }
+    mkdir -p "$dir"
+    if [ -f "$dir/mosquitto.pid" ] && pid=$(cat "$dir/mosquitto.pid") &&
+        kill -0 "$pid" 2>/dev/null; then
+        MQTT_PORT=$(cat "$dir/port")
+        return 0
+    fi
+    MQTT_PORT=$(free_port)
+    printf '%s\n' "listener $MQTT_PORT 127.0.0.1" "allow_anonymous true" \
+        "persistence true" "persistence_location $dir/" "pid_file $dir/mosquitto.pid" \
+        "log_dest file $dir/mosquitto.log" >"$dir/mosquitto.conf"
+    echo "$MQTT_PORT" >"$dir/port"
+    # Started as root, mosquitto runs as the mosquitto user: it must own DIR.
+    if [ "$(id -u)" = 0 ]; then
+        chown -R mosquitto: "$dir" 2>/dev/null || true
+    fi
+    "$bin" -c "$dir/mosquitto.conf" -d || { tail -20 "$dir/mosquitto.log" >&2; return 1; }
+    # Ready when it accepts a connection (at most 10 s).
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "mosquitto did not start on port $MQTT_PORT" >&2
+    tail -20 "$dir/mosquitto.log" >&2
+    return 1
+}
+
+mosq_stop() {
+    local dir=$1 pid
+    [ -f "$dir/mosquitto.pid" ] || return 0
+    pid=$(cat "$dir/mosquitto.pid") || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -9 "$pid" 2>/dev/null || true
+}
