@@ -158,7 +158,12 @@ int ocr_image_load(const void *bytes, size_t len, struct ocr_image **ret, const 
     if (!pix || pixGetWidth(pix) != (w + reduction - 1) / reduction ||
         pixGetHeight(pix) != (h + reduction - 1) / reduction) {
         pixDestroy(&pix);
-        *why = "The image is damaged or cut short; please send it again.";
+        /* A JPEG or PNG that does not decode is damaged; a TIFF or WebP may
+         * be a variant Leptonica does not read (16-bit gray with alpha). */
+        if (format == IFF_JFIF_JPEG || format == IFF_PNG)
+            *why = "The image is damaged or cut short; please send it again.";
+        else
+            *why = "Rivet cannot decode this kind of image; send it as a JPEG or PNG photo.";
         return -EBADMSG;
     }
     img = calloc(1, sizeof(*img));
