@@ -96,7 +96,9 @@ static int console_read(void *ctx, struct photo_result *out, const char **why)
     if (r == 0)
         log_debug("photo.read", "ms=%ld passes=%d confidence=%.2f llm=%s", out->total_ms,
                   out->ocr.passes, (double)out->np.confidence,
-                  out->llm_used ? "used" : out->llm_asked ? "failed" : "no");
+                  out->llm_used    ? "used"
+                  : out->llm_asked ? "failed"
+                                   : "no");
     return r;
 }
 
@@ -107,7 +109,8 @@ static bool console_photo_msg(struct console_photo *cp, struct msg *m, struct ms
     static const char *const subs[] = {"save", "link", "edit", "wo", "discard"};
     const char *p = m->text, *end = m->text + m->text_len, *w;
 
-    if (!m->text || m->text_len < 7 || strncasecmp(p, "/photo", 6) != 0 || (p[6] != ' ' && p[6] != '\t'))
+    if (!m->text || m->text_len < 7 || strncasecmp(p, "/photo", 6) != 0 ||
+        (p[6] != ' ' && p[6] != '\t'))
         return false;
     for (p += 6; p < end && (*p == ' ' || *p == '\t'); p++)
         ;

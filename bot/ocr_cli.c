@@ -71,8 +71,8 @@ static json_t *fields_json(const struct nameplate *np)
             continue;
         json_object_set_new(o, np_field_name(i),
                             json_pack("{s:s, s:f, s:s}", "value", v->value, "confidence",
-                                      (double)((int)(v->confidence * 100 + 0.5f)) / 100.0,
-                                      "source", np_source_name(v->source)));
+                                      (double)((int)(v->confidence * 100 + 0.5f)) / 100.0, "source",
+                                      np_source_name(v->source)));
     }
     return o;
 }
@@ -91,8 +91,8 @@ static void print_text(const char *file, const struct photo_result *res, bool te
     if (!text_only)
         printf(", %ld ms (prepare %ld, tesseract %ld in %d passes, psm %d, %d words at %.0f%%%s%s)",
                res->total_ms, res->ocr.prep_ms, res->ocr.ocr_ms, res->ocr.passes, res->ocr.psm,
-               res->ocr.words, (double)res->ocr.mean_conf,
-               res->ocr.rotation ? ", turned" : "", res->ocr.cropped ? ", cropped" : "");
+               res->ocr.words, (double)res->ocr.mean_conf, res->ocr.rotation ? ", turned" : "",
+               res->ocr.cropped ? ", cropped" : "");
     if (res->llm_used)
         printf(", llm %s %ld ms", res->usage.provider, res->usage.ms);
     else if (res->llm_asked)
@@ -104,20 +104,19 @@ static void print_text(const char *file, const struct photo_result *res, bool te
 
 static void print_json(const char *file, const struct photo_result *res, bool text_only)
 {
-    json_t *o = json_pack("{s:s, s:o, s:f, s:b, s:b}", "file", file, "fields",
-                          fields_json(&res->np), "confidence",
-                          (double)((int)(res->np.confidence * 100 + 0.5f)) / 100.0, "llm_used",
-                          res->llm_used, "llm_asked", res->llm_asked);
+    json_t *o =
+        json_pack("{s:s, s:o, s:f, s:b, s:b}", "file", file, "fields", fields_json(&res->np),
+                  "confidence", (double)((int)(res->np.confidence * 100 + 0.5f)) / 100.0,
+                  "llm_used", res->llm_used, "llm_asked", res->llm_asked);
     char *s;
 
     if (!text_only) {
-        json_object_set_new(o, "ms",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "total",
-                                      (json_int_t)res->total_ms, "prepare",
-                                      (json_int_t)res->ocr.prep_ms, "tesseract",
-                                      (json_int_t)res->ocr.ocr_ms, "extract",
-                                      (json_int_t)res->ocr.extract_ms, "llm",
-                                      (json_int_t)res->usage.ms));
+        json_object_set_new(
+            o, "ms",
+            json_pack("{s:I, s:I, s:I, s:I, s:I}", "total", (json_int_t)res->total_ms, "prepare",
+                      (json_int_t)res->ocr.prep_ms, "tesseract", (json_int_t)res->ocr.ocr_ms,
+                      "extract", (json_int_t)res->ocr.extract_ms, "llm",
+                      (json_int_t)res->usage.ms));
         json_object_set_new(o, "engine", json_string(res->engine));
         json_object_set_new(o, "passes", json_integer(res->ocr.passes));
         json_object_set_new(o, "psm", json_integer(res->ocr.psm));
@@ -125,19 +124,20 @@ static void print_json(const char *file, const struct photo_result *res, bool te
         json_object_set_new(o, "cropped", json_boolean(res->ocr.cropped));
         json_object_set_new(o, "words", json_integer(res->ocr.words));
         json_object_set_new(o, "word_confidence", json_real((double)res->ocr.mean_conf));
-        json_object_set_new(o, "image", json_pack("{s:i, s:i, s:s}", "width", res->width,
-                                                  "height", res->height, "format",
-                                                  res->format ? res->format : ""));
+        json_object_set_new(o, "image",
+                            json_pack("{s:i, s:i, s:s}", "width", res->width, "height", res->height,
+                                      "format", res->format ? res->format : ""));
         json_object_set_new(o, "sha256", json_string(res->sha256));
     }
     if (res->text[0])
         json_object_set_new(o, "text", json_string(res->text));
     if (res->llm_asked) {
-        json_object_set_new(o, "llm", json_pack("{s:s, s:s, s:i, s:i, s:f}", "provider",
-                                                res->usage.provider, "model", res->usage.model,
-                                                "prompt_tokens", res->usage.prompt_tokens,
-                                                "completion_tokens", res->usage.completion_tokens,
-                                                "cost_usd", res->usage.cost_usd));
+        json_object_set_new(o, "llm",
+                            json_pack("{s:s, s:s, s:i, s:i, s:f}", "provider", res->usage.provider,
+                                      "model", res->usage.model, "prompt_tokens",
+                                      res->usage.prompt_tokens, "completion_tokens",
+                                      res->usage.completion_tokens, "cost_usd",
+                                      res->usage.cost_usd));
         if (res->llm_error)
             json_object_set_new(o, "llm_error", json_string(res->llm_detail));
     }
@@ -166,12 +166,9 @@ static void print_error(const char *file, const char *why, bool as_json)
 int cmd_ocr(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},
-        {"no-llm", no_argument, NULL, 'n'},
-        {"text", no_argument, NULL, 't'},
-        {"show-text", no_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},
-        {0},
+        {"json", no_argument, NULL, 'j'}, {"no-llm", no_argument, NULL, 'n'},
+        {"text", no_argument, NULL, 't'}, {"show-text", no_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'}, {0},
     };
     struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct photo_reader *pr = NULL;
@@ -219,8 +216,9 @@ int cmd_ocr(int argc, char **argv)
 
         r = slurp(argv[i], text_only ? (1u << 20) : OCR_MAX_BYTES, &buf, &len);
         if (r < 0) {
-            print_error(argv[i], r == -EFBIG ? (text_only ? "larger than 1 MB" : "larger than 20 MB")
-                                             : strerror(-r),
+            print_error(argv[i],
+                        r == -EFBIG ? (text_only ? "larger than 1 MB" : "larger than 20 MB")
+                                    : strerror(-r),
                         as_json);
             failed++;
             continue;

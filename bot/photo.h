@@ -23,18 +23,18 @@ void photo_reader_free(struct photo_reader *pr);
 
 struct photo_result {
     struct nameplate np;
-    char sha256[65];          /* of the file's bytes, hex */
-    int width, height;        /* of the photo */
-    const char *format;       /* "jpeg", "png", ...; static */
-    struct ocr_stats ocr;     /* the local read */
-    bool llm_asked;           /* the local read was weak and an LLM is configured */
-    bool llm_used;            /* an LLM answered and its read was merged */
-    int llm_error;            /* 0, or what llm_read_nameplate() returned */
-    char llm_detail[160];     /* a line for the log when llm_error, no secrets */
+    char sha256[65];      /* of the file's bytes, hex */
+    int width, height;    /* of the photo */
+    const char *format;   /* "jpeg", "png", ...; static */
+    struct ocr_stats ocr; /* the local read */
+    bool llm_asked;       /* the local read was weak and an LLM is configured */
+    bool llm_used;        /* an LLM answered and its read was merged */
+    int llm_error;        /* 0, or what llm_read_nameplate() returned */
+    char llm_detail[160]; /* a line for the log when llm_error, no secrets */
     struct llm_usage usage;
     long total_ms;
-    char engine[64];          /* "tesseract 5.3.0" */
-    char text[8192];          /* the OCR text the fields came from, cut to fit */
+    char engine[64]; /* "tesseract 5.3.0" */
+    char text[8192]; /* the OCR text the fields came from, cut to fit */
 };
 
 /* Reads the photo in bytes. allow_llm false keeps it local. Returns 0 and

@@ -492,7 +492,9 @@ static int photo_read_cb(void *ctx, struct photo_result *out, const char **why)
 
         log_info("photo.read", "ms=%ld ocr_ms=%ld passes=%d confidence=%.2f llm=%s%s%s%s%s",
                  out->total_ms, out->ocr.total_ms, out->ocr.passes, (double)out->np.confidence,
-                 out->llm_used ? "used" : out->llm_asked ? "failed" : "no",
+                 out->llm_used    ? "used"
+                 : out->llm_asked ? "failed"
+                                  : "no",
                  out->llm_error ? " llm_err=" : "", out->llm_error ? strerror(-out->llm_error) : "",
                  out->llm_error ? " detail=" : "",
                  out->llm_error ? log_quote(q, sizeof(q), out->llm_detail) : "");

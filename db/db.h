@@ -97,7 +97,7 @@ struct equipment {
     const char *nameplate; /* JSON text */
     const char *created_at, *created_by;
     int open_work_orders;
-    bool substring; /* from a search: the text appears as typed, not just alike */
+    bool substring;    /* from a search: the text appears as typed, not just alike */
     double similarity; /* from db_equipment_similar_model() */
 };
 
@@ -148,7 +148,7 @@ struct nameplate_read {
     double confidence;
     const char *status; /* pending, saved, linked, discarded */
     bool llm_used;
-    bool llm_failed; /* the LLM was asked and failed: read again when sent again */
+    bool llm_failed;              /* the LLM was asked and failed: read again when sent again */
     const char *equipment_number; /* of equipment_id, NULL when none */
 };
 
@@ -173,9 +173,9 @@ int db_nameplate_get(struct db *db, struct arena *a, int64_t factory_id, int64_t
 /* Records a read; when the factory has one of the same photo already (a
  * race between two messages), that one is returned unchanged. */
 int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
-                     enum channel ch, const char *sha256, const char *file_id,
-                     const char *caption, const char *fields, double confidence,
-                     const struct nameplate_read_info *info, struct nameplate_read *ret);
+                     enum channel ch, const char *sha256, const char *file_id, const char *caption,
+                     const char *fields, double confidence, const struct nameplate_read_info *info,
+                     struct nameplate_read *ret);
 /* Replaces a read with a new read of the same photo (the first was made
  * while the LLM was failing); its LLM costs add to the first's. */
 int db_nameplate_reread(struct db *db, int64_t factory_id, int64_t id, const char *fields,

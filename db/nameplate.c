@@ -9,7 +9,7 @@
 #include "arena.h"
 
 #define NR_COLUMNS                                                                                 \
-    "r.id, coalesce(r.equipment_id, 0), r.sha256, r.channel, r.file_id, r.caption, "              \
+    "r.id, coalesce(r.equipment_id, 0), r.sha256, r.channel, r.file_id, r.caption, "               \
     "r.fields::text, r.confidence, r.status, r.llm_used, e.number, r.llm_failed "
 #define NR_FROM                                                                                    \
     "FROM nameplate_reads r LEFT JOIN equipment e ON e.factory_id = r.factory_id "                 \
@@ -73,9 +73,9 @@ static const char *const channel_names[] = {
 };
 
 int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
-                     enum channel ch, const char *sha256, const char *file_id,
-                     const char *caption, const char *fields, double confidence,
-                     const struct nameplate_read_info *info, struct nameplate_read *ret)
+                     enum channel ch, const char *sha256, const char *file_id, const char *caption,
+                     const char *fields, double confidence, const struct nameplate_read_info *info,
+                     struct nameplate_read *ret)
 {
     static const struct db_stmt st = {
         "nameplate_add",
@@ -161,9 +161,8 @@ int db_nameplate_decide(struct db *db, int64_t factory_id, int64_t id, int64_t u
     int r;
 
     r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), db_num(&rid, id),
-                                  db_num(&uid, user_id), status,
-                                  equipment_id ? db_num(&eid, equipment_id) : NULL},
+                 (const char *[]){db_num(&fid, factory_id), db_num(&rid, id), db_num(&uid, user_id),
+                                  status, equipment_id ? db_num(&eid, equipment_id) : NULL},
                  &res);
     if (r < 0)
         return r;
@@ -196,15 +195,13 @@ int db_nameplate_reread(struct db *db, int64_t factory_id, int64_t id, const cha
     snprintf(conf, sizeof(conf), "%.3f", confidence);
     snprintf(cost, sizeof(cost), "%.6f", info->cost_usd);
     r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), db_num(&rid, id), fields, conf,
-                                  info->engine, db_num(&ocr, info->ocr_ms),
-                                  db_num(&total, info->total_ms),
-                                  info->llm_used ? "true" : "false",
-                                  info->llm_failed ? "true" : "false", info->llm_provider,
-                                  info->llm_model, asked ? db_num(&llm, info->llm_ms) : NULL,
-                                  asked ? db_num(&pt, info->prompt_tokens) : NULL,
-                                  asked ? db_num(&ct, info->completion_tokens) : NULL,
-                                  asked ? cost : NULL},
+                 (const char *[]){
+                     db_num(&fid, factory_id), db_num(&rid, id), fields, conf, info->engine,
+                     db_num(&ocr, info->ocr_ms), db_num(&total, info->total_ms),
+                     info->llm_used ? "true" : "false", info->llm_failed ? "true" : "false",
+                     info->llm_provider, info->llm_model, asked ? db_num(&llm, info->llm_ms) : NULL,
+                     asked ? db_num(&pt, info->prompt_tokens) : NULL,
+                     asked ? db_num(&ct, info->completion_tokens) : NULL, asked ? cost : NULL},
                  &res);
     if (r < 0)
         return r;

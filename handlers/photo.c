@@ -216,11 +216,19 @@ static const char *ratings(struct hctx *ctx, const struct nameplate *np)
         enum np_field f;
         const char *before, *after;
     } parts[] = {
-        {NP_VOLTS, "", " V"},       {NP_AMPS, "", " A"},        {NP_HP, "", " HP"},
-        {NP_KW, "", " kW"},         {NP_RPM, "", " rpm"},       {NP_HZ, "", " Hz"},
-        {NP_PHASE, "", " ph"},      {NP_FRAME, "frame ", ""},   {NP_ENCLOSURE, "", ""},
-        {NP_SERVICE_FACTOR, "S.F. ", ""}, {NP_INSULATION, "ins. class ", ""},
-        {NP_EFFICIENCY, "eff. ", "%"}, {NP_YEAR, "made ", ""},
+        {NP_VOLTS, "", " V"},
+        {NP_AMPS, "", " A"},
+        {NP_HP, "", " HP"},
+        {NP_KW, "", " kW"},
+        {NP_RPM, "", " rpm"},
+        {NP_HZ, "", " Hz"},
+        {NP_PHASE, "", " ph"},
+        {NP_FRAME, "frame ", ""},
+        {NP_ENCLOSURE, "", ""},
+        {NP_SERVICE_FACTOR, "S.F. ", ""},
+        {NP_INSULATION, "ins. class ", ""},
+        {NP_EFFICIENCY, "eff. ", "%"},
+        {NP_YEAR, "made ", ""},
     };
     const char *s = "";
 
@@ -312,22 +320,25 @@ static void show_read(struct hctx *ctx, const struct nameplate_read *rd, const s
         return;
     }
     if (savable(np) && !m->found)
-        rb_button(ctx, &rb, "✅ Save as new", arena_printf(ctx->a, "/photo save %lld", (long long)rd->id));
+        rb_button(ctx, &rb, "✅ Save as new",
+                  arena_printf(ctx->a, "/photo save %lld", (long long)rd->id));
     if (m->found) {
         rb_button(ctx, &rb, arena_printf(ctx->a, "🔗 Same as %s", m->same.number),
                   arena_printf(ctx->a, "/photo link %lld %s", (long long)rd->id, m->same.number));
     }
     for (int i = 0; i < m->n_cand; i++) {
         rb_row(&rb);
-        rb_button(ctx, &rb, arena_printf(ctx->a, "🔗 Same as %s", m->cand[i].number),
-                  arena_printf(ctx->a, "/photo link %lld %s", (long long)rd->id, m->cand[i].number));
+        rb_button(
+            ctx, &rb, arena_printf(ctx->a, "🔗 Same as %s", m->cand[i].number),
+            arena_printf(ctx->a, "/photo link %lld %s", (long long)rd->id, m->cand[i].number));
     }
     rb_row(&rb);
     rb_button(ctx, &rb, "✏️ Edit", arena_printf(ctx->a, "/photo edit %lld", (long long)rd->id));
     if (savable(np) || m->found)
         rb_button(ctx, &rb, "🛠 New work order",
                   arena_printf(ctx->a, "/photo wo %lld", (long long)rd->id));
-    rb_button(ctx, &rb, "❌ Discard", arena_printf(ctx->a, "/photo discard %lld", (long long)rd->id));
+    rb_button(ctx, &rb, "❌ Discard",
+              arena_printf(ctx->a, "/photo discard %lld", (long long)rd->id));
     rb_send(ctx, &rb);
 }
 
@@ -392,9 +403,8 @@ int photo_received(struct hctx *ctx, const char *caption)
         note_info(res, &info);
         /* A channel's file id longer than the column is not kept (Telegram's
          * are under 100 bytes). */
-        r = db_nameplate_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id,
-                             ctx->msg->channel, sha,
-                             ph->file_id && strlen(ph->file_id) <= 256 ? ph->file_id : NULL,
+        r = db_nameplate_add(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, ctx->msg->channel,
+                             sha, ph->file_id && strlen(ph->file_id) <= 256 ? ph->file_id : NULL,
                              caption, fields, res->np.confidence, &info, &rd);
     } else if (r == 0 && strcmp(rd.status, "discarded") == 0) {
         r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "pending", 0);
@@ -513,8 +523,9 @@ static int photo_save(struct hctx *ctx, struct args *args)
         return 0;
     fields_parse(rd.fields, &np);
     if (!savable(&np)) {
-        reply(ctx, "Manufacturer and model are needed to save a machine. Add them:\n"
-                   "/photo edit %lld manufacturer=… model=…",
+        reply(ctx,
+              "Manufacturer and model are needed to save a machine. Add them:\n"
+              "/photo edit %lld manufacturer=… model=…",
               (long long)rd.id);
         return 0;
     }
@@ -561,9 +572,10 @@ static int photo_link(struct hctx *ctx, struct args *args)
         np_serial_normalize(e.serial, a, sizeof(a));
         np_serial_normalize(np.f[NP_SERIAL].value, b, sizeof(b));
         if (a[0] && strcmp(a, b) != 0) {
-            reply(ctx, "%s has serial %s, this plate %s: different serials are different "
-                       "machines. Save it as new, or correct the serial with /photo edit %lld "
-                       "serial=….",
+            reply(ctx,
+                  "%s has serial %s, this plate %s: different serials are different "
+                  "machines. Save it as new, or correct the serial with /photo edit %lld "
+                  "serial=….",
                   e.number, e.serial, np.f[NP_SERIAL].value, (long long)rd.id);
             return 0;
         }
@@ -576,8 +588,7 @@ static int photo_link(struct hctx *ctx, struct args *args)
         int n;
 
         np_serial_normalize(np.f[NP_SERIAL].value, norm, sizeof(norm));
-        r = norm[0] ? db_equipment_by_serial(ctx->db, ctx->a, ctx->user.factory_id, norm, 1, &v,
-                                             &n)
+        r = norm[0] ? db_equipment_by_serial(ctx->db, ctx->a, ctx->user.factory_id, norm, 1, &v, &n)
                     : (n = 0, 0);
         if (r < 0)
             return reply_db_error(ctx, r);
@@ -593,8 +604,7 @@ static int photo_link(struct hctx *ctx, struct args *args)
     }
     r = record_plate(ctx, &rd, &e);
     if (r == 0)
-        r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "linked",
-                                e.id);
+        r = db_nameplate_decide(ctx->db, ctx->user.factory_id, rd.id, ctx->user.id, "linked", e.id);
     if (r < 0)
         return reply_db_error(ctx, r);
     equip_card(ctx, "🔗 Nameplate added to ", &e);
@@ -620,10 +630,22 @@ static bool unknown_option(const char *v)
 
 static int photo_edit(struct hctx *ctx, struct args *args)
 {
-    static const char *const keys[] = {"manufacturer", "model", "serial", "volts", "amps",
-                                       "hp",           "kw",    "rpm",    "hz",    "phase",
-                                       "frame",        "enclosure", "service_factor",
-                                       "insulation_class", "efficiency", "year"};
+    static const char *const keys[] = {"manufacturer",
+                                       "model",
+                                       "serial",
+                                       "volts",
+                                       "amps",
+                                       "hp",
+                                       "kw",
+                                       "rpm",
+                                       "hz",
+                                       "phase",
+                                       "frame",
+                                       "enclosure",
+                                       "service_factor",
+                                       "insulation_class",
+                                       "efficiency",
+                                       "year"};
     static const bool absorbs[sizeof(keys) / sizeof(keys[0])] = {[0] = true};
     const char *vals[sizeof(keys) / sizeof(keys[0])] = {0}, *fields;
     struct nameplate_read rd;
@@ -637,8 +659,9 @@ static int photo_edit(struct hctx *ctx, struct args *args)
     if (!options_ok(ctx, args, 2, keys, absorbs, (int)(sizeof(keys) / sizeof(keys[0])), vals))
         return 0;
     if (args->n > 2) {
-        reply(ctx, "Write each correction as FIELD=VALUE, e.g. /photo edit %lld model=1LA7 "
-                   "serial=XJ123.",
+        reply(ctx,
+              "Write each correction as FIELD=VALUE, e.g. /photo edit %lld model=1LA7 "
+              "serial=XJ123.",
               (long long)rd.id);
         return 0;
     }
@@ -659,9 +682,10 @@ static int photo_edit(struct hctx *ctx, struct args *args)
             return 0;
         }
         if (unknown_option(vals[k])) {
-            reply(ctx, "Rivet does not know the field in \"%s\". Fields: manufacturer, model, "
-                       "serial, volts, amps, hp, kw, rpm, hz, phase, frame, enclosure, "
-                       "service_factor, insulation_class, efficiency, year. Nothing was changed.",
+            reply(ctx,
+                  "Rivet does not know the field in \"%s\". Fields: manufacturer, model, "
+                  "serial, volts, amps, hp, kw, rpm, hz, phase, frame, enclosure, "
+                  "service_factor, insulation_class, efficiency, year. Nothing was changed.",
                   clip(ctx, vals[k], 60));
             return 0;
         }
@@ -718,14 +742,16 @@ static int photo_wo(struct hctx *ctx, struct args *args)
         return 0;
     }
     if (m.n_cand) {
-        reply(ctx, "Is it %s %s %s? Tap 🔗 Same as … or ✅ Save as new first, then open the work "
-                   "order.",
+        reply(ctx,
+              "Is it %s %s %s? Tap 🔗 Same as … or ✅ Save as new first, then open the work "
+              "order.",
               m.cand[0].number, m.cand[0].manufacturer, m.cand[0].model);
         return 0;
     }
     if (!savable(&np)) {
-        reply(ctx, "Save the machine first: manufacturer and model are needed.\n"
-                   "/photo edit %lld manufacturer=… model=…",
+        reply(ctx,
+              "Save the machine first: manufacturer and model are needed.\n"
+              "/photo edit %lld manufacturer=… model=…",
               (long long)rd.id);
         return 0;
     }

@@ -39,8 +39,10 @@ static const struct usage usages[] = {
      "a photo captioned \"Line 2 pump room\""},
     {"/photo", "/photo edit READ FIELD=VALUE …", "correct what was read before saving",
      "/photo edit 12 serial=XJ123"},
-    {"/photo", "/photo save|wo|discard READ", "save the machine, save it and open a work order, "
-     "or drop the read", "/photo save 12"},
+    {"/photo", "/photo save|wo|discard READ",
+     "save the machine, save it and open a work order, "
+     "or drop the read",
+     "/photo save 12"},
     {"/photo", "/photo link READ EQ-NUMBER", "add the nameplate to a machine already registered",
      "/photo link 12 EQ-2026-000001"},
 };
@@ -197,8 +199,9 @@ static bool text_ok(struct hctx *ctx, const char *what, const char *text, size_t
         return false;
     }
     if (memchr(text, '\0', len) || text_has_control(text, len)) {
-        reply(ctx, "That %s contains control characters. Please send plain text; nothing was "
-                   "changed.",
+        reply(ctx,
+              "That %s contains control characters. Please send plain text; nothing was "
+              "changed.",
               what);
         return false;
     }
@@ -209,8 +212,8 @@ static bool text_ok(struct hctx *ctx, const char *what, const char *text, size_t
  * not, or a db.h error. */
 static int find_sender(struct hctx *ctx)
 {
-    int r = db_user_by_identity(ctx->db, ctx->a, ctx->msg->channel, ctx->msg->sender_id,
-                                &ctx->user);
+    int r =
+        db_user_by_identity(ctx->db, ctx->a, ctx->msg->channel, ctx->msg->sender_id, &ctx->user);
 
     if (r == 0 && !ctx->user.active) {
         reply(ctx, "Your access to Rivet is switched off. Ask your admin if that is a mistake.");

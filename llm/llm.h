@@ -21,8 +21,8 @@
 #define LLM_MAX_IMAGE (20u << 20)
 
 struct llm_provider {
-    char name[32];   /* for logs and the reads table: "default", "groq", ... */
-    char url[512];   /* base URL, "/chat/completions" is appended */
+    char name[32]; /* for logs and the reads table: "default", "groq", ... */
+    char url[512]; /* base URL, "/chat/completions" is appended */
     char model[128];
     char api_key[512]; /* "" for none (a local server) */
     int timeout_ms;

@@ -19,7 +19,7 @@ struct ocr_image {
 struct ocr_engine {
     TessBaseAPI *api;
     TessBaseAPI *osd; /* orientation detection, created when first needed */
-    char *datapath; /* NULL: Tesseract's default */
+    char *datapath;   /* NULL: Tesseract's default */
 };
 
 /* Sizes Tesseract reads best at: the longer side of the page it gets. Small
@@ -260,8 +260,8 @@ int ocr_engine_new(const char *datapath, struct ocr_engine **ret)
     }
     /* A nameplate is not prose: the dictionaries pull serials and model
      * codes toward English words. They can only be left out at init. */
-    if (TessBaseAPIInit4(e->api, datapath, "eng", OEM_DEFAULT, NULL, 0, dict_vars, dict_off,
-                         2, 0) != 0) {
+    if (TessBaseAPIInit4(e->api, datapath, "eng", OEM_DEFAULT, NULL, 0, dict_vars, dict_off, 2,
+                         0) != 0) {
         ocr_engine_free(e);
         return -ENOENT;
     }

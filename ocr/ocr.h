@@ -67,13 +67,13 @@ void ocr_engine_free(struct ocr_engine *e);
 
 struct ocr_stats {
     long prep_ms, ocr_ms, extract_ms, total_ms;
-    int passes;     /* Tesseract passes run (page segmentation modes, turns) */
-    int rotation;   /* degrees the image was turned to read upright */
-    bool cropped;   /* the plate was found in the photo and read alone */
-    int psm;        /* the page segmentation mode whose read was used */
+    int passes;        /* Tesseract passes run (page segmentation modes, turns) */
+    int rotation;      /* degrees the image was turned to read upright */
+    bool cropped;      /* the plate was found in the photo and read alone */
+    int psm;           /* the page segmentation mode whose read was used */
     int width, height; /* of the image Tesseract saw */
-    int words;      /* words read */
-    float mean_conf; /* Tesseract's mean word confidence, 0..100 */
+    int words;         /* words read */
+    float mean_conf;   /* Tesseract's mean word confidence, 0..100 */
 };
 
 /* Reads the nameplate in img into out. text, when not NULL, gets the OCR

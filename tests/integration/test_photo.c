@@ -25,7 +25,6 @@
 #include "pgtest.h"
 #include "photo.h"
 
-
 #define NOT_REGISTERED "Rivet doesn't know you yet"
 #define NO_READ "There is no photo read"
 #define COULD_NOT_READ "I could not read a nameplate in that photo"
@@ -1621,11 +1620,11 @@ static void test_model_matching(void **state)
         else
             found_fam += n == 1;
         if ((n == 1) != is_noise)
-            printf("# %s: %s / %s %s\n", is_noise ? "misread missed" : "other model offered",
-                   p->a, p->b, p->what);
+            printf("# %s: %s / %s %s\n", is_noise ? "misread missed" : "other model offered", p->a,
+                   p->b, p->what);
     }
-    printf("# matched: %d of %zu misread pairs, %d of %zu pairs of different models\n",
-           found_noise, N_NOISE, found_fam, N_FAMILY);
+    printf("# matched: %d of %zu misread pairs, %d of %zu pairs of different models\n", found_noise,
+           N_NOISE, found_fam, N_FAMILY);
     fflush(stdout);
     /* Another model is never offered; a misread model almost always is
      * (a 4-character model with a dropped character is the known miss). */
