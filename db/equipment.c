@@ -36,15 +36,27 @@ static void eq_from(struct arena *a, PGresult *res, int row, struct equipment *e
     e->similarity = PQnfields(res) > 13 ? strtod(PQgetvalue(res, row, 13), NULL) : 0;
 }
 
-static int eq_rows(struct arena *a, PGresult *res, struct equipment **ret, int *n)
+/* Runs a statement whose first column set is EQ_COLUMNS; *ret (arena) gets
+ * its rows. */
+static int eq_many(struct db *db, struct arena *a, const struct db_stmt *st,
+                   const char *const *params, struct equipment **ret, int *n)
 {
-    int rows = PQntuples(res);
-    struct equipment *v = arena_alloc(a, sizeof(*v) * (size_t)(rows ? rows : 1));
+    struct equipment *v;
+    PGresult *res;
+    int rows, r;
 
-    if (!v)
+    r = db_query(db, st, params, &res);
+    if (r < 0)
+        return r;
+    rows = PQntuples(res);
+    v = arena_alloc(a, sizeof(*v) * (size_t)(rows ? rows : 1));
+    if (!v) {
+        PQclear(res);
         return -ENOMEM;
+    }
     for (int i = 0; i < rows; i++)
         eq_from(a, res, i, &v[i]);
+    PQclear(res);
     *ret = v;
     *n = rows;
     return 0;
@@ -150,13 +162,8 @@ int db_equipment_list(struct db *db, struct arena *a, int64_t factory_id, int of
         return r;
     *total = db_int(res, 0, 0);
     PQclear(res);
-    r = db_query(db, &page, (const char *[]){fid.s, db_num(&off, offset), db_num(&lim, limit)},
-                 &res);
-    if (r < 0)
-        return r;
-    r = eq_rows(a, res, ret, n);
-    PQclear(res);
-    return r;
+    return eq_many(db, a, &page, (const char *[]){fid.s, db_num(&off, offset), db_num(&lim, limit)},
+                   ret, n);
 }
 
 int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, const char *text,
@@ -176,16 +183,9 @@ int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, cons
         "  similarity(q.t, e.search_text) DESC, e.id DESC LIMIT $3",
         3};
     struct db_num fid, lim;
-    PGresult *res;
-    int r;
 
-    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), text, db_num(&lim, limit)},
-                 &res);
-    if (r < 0)
-        return r;
-    r = eq_rows(a, res, ret, n);
-    PQclear(res);
-    return r;
+    return eq_many(db, a, &st,
+                   (const char *[]){db_num(&fid, factory_id), text, db_num(&lim, limit)}, ret, n);
 }
 
 const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory_id,
@@ -211,17 +211,10 @@ int db_equipment_by_serial(struct db *db, struct arena *a, int64_t factory_id,
         "WHERE e.factory_id = $1 AND e.serial_norm = $2 ORDER BY e.id LIMIT $3",
         3};
     struct db_num fid, lim;
-    PGresult *res;
-    int r;
 
-    r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), serial_norm, db_num(&lim, limit)},
-                 &res);
-    if (r < 0)
-        return r;
-    r = eq_rows(a, res, ret, n);
-    PQclear(res);
-    return r;
+    return eq_many(db, a, &st,
+                   (const char *[]){db_num(&fid, factory_id), serial_norm, db_num(&lim, limit)},
+                   ret, n);
 }
 
 int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_id,
@@ -243,16 +236,9 @@ int db_equipment_similar_model(struct db *db, struct arena *a, int64_t factory_i
         "ORDER BY 14 DESC, e.id LIMIT $3",
         3};
     struct db_num fid, lim;
-    PGresult *res;
-    int r;
 
-    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), model, db_num(&lim, limit)},
-                 &res);
-    if (r < 0)
-        return r;
-    r = eq_rows(a, res, ret, n);
-    PQclear(res);
-    return r;
+    return eq_many(db, a, &st,
+                   (const char *[]){db_num(&fid, factory_id), model, db_num(&lim, limit)}, ret, n);
 }
 
 int db_equipment_set_nameplate(struct db *db, int64_t factory_id, int64_t equipment_id,
