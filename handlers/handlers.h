@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "db.h"
 
@@ -60,6 +61,13 @@ struct reply {
     const char *text;
     const struct button *buttons;
     int n_buttons;
+    /* A message for another chat than the conversation's (the other copies
+     * of an alarm someone acknowledged): chat_id on channel; NULL: this
+     * conversation. edit_outbox: replace the message that this outbox row
+     * delivered there, rather than send a new one. */
+    enum channel channel;
+    const char *chat_id;
+    int64_t edit_outbox;
     struct reply *next;
 };
 
@@ -77,5 +85,19 @@ void replies_init(struct replies *out);
  * Returns 0; or a db.h error after a short apology was appended, for the
  * caller to log (db_errmsg()) and roll back; or -ENOMEM. */
 int handle_message(struct db *db, struct arena *a, const struct msg *m, struct replies *out);
+
+/* ---- alarms, for the alert thread (handlers/alerts.c) ---- */
+struct alarm;
+
+/* The chat message of an alarm as it stands now: severity, machine, what
+ * crossed which threshold, when; acknowledged or resolved by whom; with
+ * the buttons that still make sense (Acknowledge, Work order, Mute 1h,
+ * Resolve). escalation: worded for a supervisor ("not acknowledged for N
+ * min"). Fills *out (arena). Returns 0 or a db.h error. */
+int alarm_reply(struct db *db, struct arena *a, int64_t factory_id, int64_t alarm_id,
+                bool escalation, struct reply *out);
+/* One message for a storm: how many alarms by severity and the first few
+ * (alarms as db_alarm_held_take() gives them), with a button to /alerts. */
+int alarm_storm_reply(struct arena *a, const struct alarm *alarms, int n, struct reply *out);
 
 #endif

@@ -1,0 +1,2 @@
+/* Alert rules: compile, schedule, evaluate (alert.h). */
+#include "alert.h"

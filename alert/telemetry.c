@@ -1,0 +1,2 @@
+/* Topics and telemetry payloads (alert.h). */
+#include "alert.h"

@@ -1,0 +1,2 @@
+/* Plant alarms in the database (alarm.h). */
+#include "alarm.h"

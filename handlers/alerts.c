@@ -1,0 +1,2 @@
+/* /alerts, /ack, /resolve, /subscribe, /unsubscribe, /mute, /rules and alarm messages. */
+#include "internal.h"
