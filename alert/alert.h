@@ -89,12 +89,17 @@ struct telemetry {
 
 /* Reads one payload of the given topic kind. now: the time to use when the
  * message has no timestamp, and to judge one in the future. Strings are
- * owned by the arena. Returns 0, or -EINVAL with *why set; never reads past
- * len (the payload need not be NUL-terminated). A metric name given twice
+ * owned by the arena. Returns 0, or -EINVAL with *why set, or -ENOMEM (the
+ * arena is full; *why is DROP_NONE); never reads past len (the payload
+ * need not be NUL-terminated). A metric name given twice
  * keeps its last value. Alarm payloads: severity (required), code and
  * message (at least one), metrics optional. */
 int telemetry_parse(struct arena *a, enum topic_kind kind, const void *payload, size_t len,
                     double now, struct telemetry *out, enum drop_reason *why);
+/* Whether name[0..len) may name a metric (and a rule's parameter): 1 to
+ * METRIC_NAME_MAX bytes of valid UTF-8 without control characters (tab and
+ * newline included). */
+bool metric_name_valid(const char *name, size_t len);
 /* The metric named name, or NULL. */
 const struct metric *telemetry_get(const struct telemetry *t, const char *name);
 /* The metrics as a JSON object (arena), for the alarm's snapshot. */
@@ -124,6 +129,8 @@ int time_parse_rfc3339(const char *s, double *ret);
 #define RULE_MAX_CONDITIONS 64
 #define RULE_MAX_DEVICES 1000
 #define RULE_NAME_MAX 200
+/* A rule's JSON: 1000 device keys fit with room to spare. */
+#define RULE_MAX_BYTES (256 * 1024)
 
 struct rule;
 
