@@ -167,8 +167,8 @@ struct alarm_recipient {
  * high and critical of every device) and who have not muted the device. */
 int db_alarm_recipients(struct db *db, struct arena *a, int64_t factory_id, int64_t alarm_id,
                         struct alarm_recipient **ret, int *n);
-/* Escalation: the factory's supervisors, or its admins when it has no
- * supervisor (mutes and subscriptions do not apply). */
+/* Escalation: the factory's supervisors, or its admins when no supervisor
+ * has an active chat (mutes and subscriptions do not apply). */
 int db_alarm_supervisors(struct db *db, struct arena *a, int64_t factory_id,
                          struct alarm_recipient **ret, int *n);
 
@@ -179,7 +179,7 @@ struct alarm_delivery {
 
 /* Records that the alarm went (state "queued", with outbox_id) or will go
  * in a storm summary ("held", outbox_id 0) to a user. -EEXIST when that
- * user already has it (of this kind). */
+ * user already has it (of this kind, on this channel). */
 int db_alarm_delivery_add(struct db *db, int64_t factory_id, int64_t alarm_id, int64_t user_id,
                           const char *kind, const char *channel, const char *chat_id,
                           const char *state, int64_t outbox_id);

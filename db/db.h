@@ -63,6 +63,11 @@ int db_factory_ensure(struct db *db, struct arena *a, const char *name, struct f
 /* ---- users ---- */
 enum channel { CHANNEL_CONSOLE, CHANNEL_TELEGRAM, CHANNEL_WHATSAPP };
 
+/* "console", "telegram", "whatsapp": as the channel columns store it. */
+const char *channel_name(enum channel ch);
+/* The reverse; -EINVAL for anything else. */
+int channel_parse(const char *name, enum channel *ret);
+
 struct user {
     int64_t id, factory_id;
     const char *display_name, *role, *factory_name;

@@ -66,12 +66,6 @@ int db_nameplate_get(struct db *db, struct arena *a, int64_t factory_id, int64_t
     return nr_one(db, a, &st, (const char *[]){db_num(&fid, factory_id), db_num(&rid, id)}, ret);
 }
 
-static const char *const channel_names[] = {
-    [CHANNEL_CONSOLE] = "console",
-    [CHANNEL_TELEGRAM] = "telegram",
-    [CHANNEL_WHATSAPP] = "whatsapp",
-};
-
 int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
                      enum channel ch, const char *sha256, const char *file_id, const char *caption,
                      const char *fields, double confidence, const struct nameplate_read_info *info,
@@ -98,7 +92,7 @@ int db_nameplate_add(struct db *db, struct arena *a, int64_t factory_id, int64_t
                  (const char *[]){db_num(&fid, factory_id),
                                   db_num(&uid, user_id),
                                   sha256,
-                                  channel_names[ch],
+                                  channel_name(ch),
                                   file_id,
                                   caption,
                                   fields,

@@ -162,23 +162,61 @@ int db_chat_blocked(struct db *db, const char *channel, const char *chat_id, con
 int db_outbox_add(struct db *db, const char *channel, const char *chat_id, const char *method,
                   const char *payload, int64_t inbox_id)
 {
+    return db_outbox_add_id(db, channel, chat_id, method, payload, inbox_id, NULL);
+}
+
+int db_outbox_add_id(struct db *db, const char *channel, const char *chat_id, const char *method,
+                     const char *payload, int64_t inbox_id, int64_t *id)
+{
     static const struct db_stmt st = {
         "outbox_add",
         "WITH c AS (INSERT INTO chats (channel, chat_id) VALUES ($1, $2) "
         "  ON CONFLICT (channel, chat_id) DO NOTHING) "
         "INSERT INTO outbox (channel, chat_id, method, payload, inbox_id) "
-        "VALUES ($1, $2, $3, $4, $5)",
+        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
         5};
     struct db_num i;
+    PGresult *res;
     int r;
 
     r = db_query(
         db, &st,
         (const char *[]){channel, chat_id, method, payload, inbox_id ? db_num(&i, inbox_id) : NULL},
-        NULL);
+        &res);
     if (r < 0)
         return r;
+    if (id)
+        *id = db_i64(res, 0, 0);
+    PQclear(res);
     return db_exec(db, "NOTIFY " QUEUE_OUTBOX_EVENT);
+}
+
+static bool is_true(const PGresult *res, int row, int col)
+{
+    return PQgetvalue(res, row, col)[0] == 't';
+}
+
+int db_outbox_remote_id(struct db *db, struct arena *a, int64_t id, const char **remote)
+{
+    static const struct db_stmt st = {
+        "outbox_remote_id",
+        "SELECT remote_id, sent_at IS NOT NULL, failed_at IS NOT NULL FROM outbox WHERE id = $1",
+        1};
+    struct db_num n;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&n, id)}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0 || is_true(res, 0, 2) || (is_true(res, 0, 1) && PQgetisnull(res, 0, 0)))
+        r = -ENOENT;
+    else if (!is_true(res, 0, 1))
+        r = -EAGAIN;
+    else if (!(*remote = db_str(a, res, 0, 0)))
+        r = -ENOMEM;
+    PQclear(res);
+    return r;
 }
 
 int db_outbox_claim(struct db *db, struct arena *a, const char *channel, struct outbox_item *ret)

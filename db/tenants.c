@@ -8,6 +8,31 @@
 
 #include "arena.h"
 
+const char *channel_name(enum channel ch)
+{
+    switch (ch) {
+    case CHANNEL_TELEGRAM:
+        return "telegram";
+    case CHANNEL_WHATSAPP:
+        return "whatsapp";
+    default:
+        return "console";
+    }
+}
+
+int channel_parse(const char *name, enum channel *ret)
+{
+    if (strcmp(name, "telegram") == 0)
+        *ret = CHANNEL_TELEGRAM;
+    else if (strcmp(name, "whatsapp") == 0)
+        *ret = CHANNEL_WHATSAPP;
+    else if (strcmp(name, "console") == 0)
+        *ret = CHANNEL_CONSOLE;
+    else
+        return -EINVAL;
+    return 0;
+}
+
 int db_slugify(const char *name, char *out, size_t n)
 {
     size_t o = 0;

@@ -133,7 +133,7 @@ CREATE TABLE alarm_deliveries (
     state       text NOT NULL CHECK (state IN ('queued', 'held', 'summarized')),
     outbox_id   bigint REFERENCES outbox (id) ON DELETE SET NULL,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (alarm_id, user_id, kind),
+    UNIQUE (alarm_id, user_id, kind, channel),
     FOREIGN KEY (factory_id, alarm_id) REFERENCES alarms (factory_id, id),
     FOREIGN KEY (factory_id, user_id) REFERENCES users (factory_id, id)
 );
