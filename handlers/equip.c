@@ -6,14 +6,28 @@
 #include <string.h>
 #include <strings.h>
 
+#include "alarm.h"
+#include "alert.h"
 #include "arena.h"
 #include "config.h"
 
-enum { K_NAME, K_MANUFACTURER, K_MODEL, K_SERIAL, K_LOCATION, K_CRITICALITY, N_KEYS };
-static const char *const keys[N_KEYS] = {"name",   "manufacturer", "model",
-                                         "serial", "location",     "criticality"};
+/* The machine's own fields, then (on /equip edit only) the device that
+ * watches it. */
+enum {
+    K_NAME,
+    K_MANUFACTURER,
+    K_MODEL,
+    K_SERIAL,
+    K_LOCATION,
+    K_CRITICALITY,
+    N_FIELDS,
+    K_DEVICE = N_FIELDS,
+    N_KEYS
+};
+static const char *const keys[N_KEYS] = {"name",     "manufacturer", "model", "serial",
+                                         "location", "criticality",  "device"};
 /* Names and locations have spaces: "location=Line 2 bay 4". */
-static const bool absorbs[N_KEYS] = {true, false, false, false, true, false};
+static const bool absorbs[N_KEYS] = {true, false, false, false, true, false, false};
 
 /* "Siemens G120C — Main drive · Line 2" */
 static const char *label(struct hctx *ctx, const struct equipment *e)
@@ -198,10 +212,10 @@ static int equip_view(struct hctx *ctx, const char *target)
 /* Checks the values given; replies and returns false on the first bad one. */
 static bool fields_ok(struct hctx *ctx, struct equipment_fields *f)
 {
-    const char **vals[N_KEYS] = {&f->name,   &f->manufacturer, &f->model,
-                                 &f->serial, &f->location,     &f->criticality};
+    const char **vals[N_FIELDS] = {&f->name,   &f->manufacturer, &f->model,
+                                   &f->serial, &f->location,     &f->criticality};
 
-    for (int k = 0; k < N_KEYS; k++) {
+    for (int k = 0; k < N_FIELDS; k++) {
         if (!*vals[k])
             continue;
         if (k == K_CRITICALITY) {
@@ -231,7 +245,7 @@ static int equip_add(struct hctx *ctx, struct args *args)
     struct equipment e;
     int r;
 
-    if (!options_ok(ctx, args, 1, keys, absorbs, N_KEYS, vals))
+    if (!options_ok(ctx, args, 1, keys, absorbs, N_FIELDS, vals))
         return 0;
     f = (struct equipment_fields){vals[K_NAME],   vals[K_MANUFACTURER], vals[K_MODEL],
                                   vals[K_SERIAL], vals[K_LOCATION],     vals[K_CRITICALITY]};
@@ -263,12 +277,45 @@ static int equip_add(struct hctx *ctx, struct args *args)
     return 0;
 }
 
+/* device=-: unlinks every device linked to the machine. Devices are listed
+ * by key, not by machine, so this reads them page by page: a rare command,
+ * and a factory has a bounded number of devices (max_devices). */
+static int devices_unlink(struct hctx *ctx, const struct equipment *e)
+{
+    enum { PAGE = 500, PAGES_MAX = 200 };
+    const char *gone = NULL;
+    struct device *v;
+    int n, total, r;
+
+    for (int p = 0; p < PAGES_MAX; p++) {
+        r = db_device_list(ctx->db, ctx->a, ctx->user.factory_id, p * PAGE, PAGE, &v, &n, &total);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        for (int i = 0; i < n; i++) {
+            if (v[i].equipment_id != e->id)
+                continue;
+            r = db_device_link(ctx->db, ctx->user.factory_id, v[i].key, 0);
+            if (r < 0)
+                return reply_db_error(ctx, r);
+            gone = gone ? arena_printf(ctx->a, "%s, %s", gone, v[i].key) : v[i].key;
+        }
+        if (n < PAGE || (p + 1) * PAGE >= total)
+            break;
+    }
+    if (gone)
+        reply(ctx, "📡 Unlinked from %s: %s.", e->number, gone);
+    else
+        reply(ctx, "No device was linked to %s.", e->number);
+    return 0;
+}
+
 static int equip_edit(struct hctx *ctx, struct args *args)
 {
-    const char *vals[N_KEYS], *number;
+    const char *vals[N_KEYS], *number, *key;
     struct equipment_fields f;
     struct equipment e;
-    bool any = false;
+    struct device d = {0};
+    bool any = false, fields = false;
     int r;
 
     if (args->n < 2 || !number_valid("EQ", args->tok[1].text)) {
@@ -281,12 +328,14 @@ static int equip_edit(struct hctx *ctx, struct args *args)
     if (args->n > 2) {
         reply(ctx,
               "I can't change \"%s\". Fields: name, manufacturer, model, serial, location, "
-              "criticality; e.g. location=\"Line 3\".",
+              "criticality, device; e.g. location=\"Line 3\".",
               clip(ctx, args->tok[2].text, 40));
         return 0;
     }
     for (int k = 0; k < N_KEYS; k++)
         any |= vals[k] != NULL;
+    for (int k = 0; k < N_FIELDS; k++)
+        fields |= vals[k] != NULL;
     if (!any) {
         reply_usage(ctx, "/equip edit");
         return 0;
@@ -295,12 +344,44 @@ static int equip_edit(struct hctx *ctx, struct args *args)
                                   vals[K_SERIAL], vals[K_LOCATION],     vals[K_CRITICALITY]};
     if (!fields_ok(ctx, &f))
         return 0;
-    r = db_equipment_update(ctx->db, ctx->a, ctx->user.factory_id, number, &f, &e);
+    /* The device is checked before anything is changed. */
+    key = vals[K_DEVICE];
+    if (key && strcmp(key, "-") != 0) {
+        r = device_key_valid(key) ? db_device_get(ctx->db, ctx->a, ctx->user.factory_id, key, &d)
+                                  : -ENOENT;
+        if (r == -ENOENT) {
+            reply(ctx, "No device %s in your factory. Nothing was changed.",
+                  clip(ctx, key, DEVICE_KEY_MAX));
+            return 0;
+        }
+        if (r < 0)
+            return reply_db_error(ctx, r);
+    }
+    if (fields)
+        r = db_equipment_update(ctx->db, ctx->a, ctx->user.factory_id, number, &f, &e);
+    else
+        r = db_equipment_get(ctx->db, ctx->a, ctx->user.factory_id, number, &e);
     if (r == -ENOENT)
         return reply_no_equipment(ctx, number);
     if (r < 0)
         return reply_db_error(ctx, r);
-    equip_card(ctx, "✏️ Updated ", &e);
+    if (key && strcmp(key, "-") == 0) {
+        r = devices_unlink(ctx, &e);
+        if (r < 0)
+            return r;
+    } else if (key && d.equipment_id == e.id) {
+        reply(ctx, "📡 Device %s already reports for %s.", d.key, e.number);
+    } else if (key) {
+        r = db_device_link(ctx->db, ctx->user.factory_id, d.key, e.id);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        if (d.equipment_number)
+            reply(ctx, "📡 Device %s now reports for %s (no longer for %s).", d.key, e.number,
+                  d.equipment_number);
+        else
+            reply(ctx, "📡 Device %s now reports for %s.", d.key, e.number);
+    }
+    equip_card(ctx, fields ? "✏️ Updated " : "🏭 ", &e);
     return 0;
 }
 

@@ -102,6 +102,31 @@ int cmd_equip(struct hctx *ctx, struct args *args);
 int cmd_wo(struct hctx *ctx, struct args *args);
 int cmd_stats(struct hctx *ctx, struct args *args);
 int cmd_photo(struct hctx *ctx, struct args *args);
+int cmd_alerts(struct hctx *ctx, struct args *args);
+int cmd_ack(struct hctx *ctx, struct args *args);
+int cmd_resolve(struct hctx *ctx, struct args *args);
+int cmd_subscribe(struct hctx *ctx, struct args *args);
+int cmd_unsubscribe(struct hctx *ctx, struct args *args);
+int cmd_mute(struct hctx *ctx, struct args *args);
+int cmd_rules(struct hctx *ctx, struct args *args);
+
+/* ---- alarms (alerts.c) ---- */
+
+/* "12" or "#12" -> 12. */
+bool alarm_id_parse(const char *s, int64_t *id);
+/* The alarm named by word i, the last word, of the sender's factory
+ * (locked with for_update). Returns 1; 0 after a reply (usage, not a
+ * number, "No alarm #ID."); or a db error. cmd ("/ack") names the usage
+ * line and the example. */
+int alarm_find(struct hctx *ctx, struct args *args, int i, const char *cmd, bool for_update,
+               struct alarm *al);
+/* Every delivered copy of the alarm as it stands now, as replies that
+ * replace those messages in their chats, into edits (arena), for the caller
+ * to add after its own answer with replies_add(). Returns 0, or a db error
+ * after the apology. */
+int alarm_copies(struct hctx *ctx, int64_t alarm_id, struct replies *edits);
+/* Moves the replies of more to the end of ctx's. */
+void replies_add(struct hctx *ctx, struct replies *more);
 
 /* A message with a photo (ctx->msg->photo); caption may be NULL. */
 int photo_received(struct hctx *ctx, const char *caption);

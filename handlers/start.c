@@ -24,6 +24,9 @@ static const struct usage usages[] = {
     {"/equip", "/equip edit EQ-NUMBER FIELD=VALUE …",
      "change name, manufacturer, model, serial, location or criticality",
      "/equip edit EQ-2026-000001 location=Line 3"},
+    {"/equip", "/equip edit EQ-NUMBER device=KEY|-",
+     "link the telemetry device that watches this machine (- unlinks)",
+     "/equip edit EQ-2026-000001 device=press-3"},
     {"/wo", "/wo list [open|mine|all|STATUS] [PAGE]", "work orders, most urgent first",
      "/wo list mine"},
     {"/wo", "/wo view WO-NUMBER", "one work order with its history", "/wo view WO-2026-000001"},
@@ -33,6 +36,7 @@ static const struct usage usages[] = {
      "move a work order along", "/wo status WO-2026-000001 completed"},
     {"/wo", "/wo note WO-NUMBER TEXT", "add a note", "/wo note WO-2026-000001 Seal replaced"},
     {"/wo", "/wo assign WO-NUMBER USER|me", "give it to someone", "/wo assign WO-2026-000001 me"},
+    {"/wo", "/wo alarm ID", "open a work order for an alarm's machine", "/wo alarm 12"},
     {"/stats", "/stats", "the plant at a glance", "/stats"},
     {"/photo", "📷 a photo of a nameplate",
      "Rivet reads it and offers to register the machine; a caption is kept as its location",
@@ -45,11 +49,26 @@ static const struct usage usages[] = {
      "/photo save 12"},
     {"/photo", "/photo link READ EQ-NUMBER", "add the nameplate to a machine already registered",
      "/photo link 12 EQ-2026-000001"},
+    {"/alerts", "/alerts [PAGE]", "open alarms, newest first", "/alerts"},
+    {"/alerts", "/alerts #ID", "one alarm, with what can be done about it", "/alerts #12"},
+    {"/ack", "/ack ID", "acknowledge an alarm: you are on it, and everyone who got it sees so",
+     "/ack 12"},
+    {"/resolve", "/resolve ID", "close an alarm that is dealt with", "/resolve 12"},
+    {"/subscribe", "/subscribe [low|medium|high|critical] [DEVICE…]",
+     "choose the alarms you get (at first: high and critical from every device)",
+     "/subscribe medium press-3"},
+    {"/unsubscribe", "/unsubscribe [DEVICE…|all]", "stop alarms from some devices, or all",
+     "/unsubscribe press-3"},
+    {"/mute", "/mute DEVICE|all|#ALARM DURATION|off", "silence a device for 1m to 30d",
+     "/mute press-3 8h"},
+    {"/rules", "/rules", "the factory's alert rules (supervisors and admins)", "/rules"},
 };
 
 #define N_USAGES (sizeof(usages) / sizeof(usages[0]))
 
-static const char *const commands[] = {"/start", "/help", "/equip", "/wo", "/stats", "/photo"};
+static const char *const commands[] = {
+    "/start", "/help",    "/equip",     "/wo",          "/stats", "/photo", "/alerts",
+    "/ack",   "/resolve", "/subscribe", "/unsubscribe", "/mute",  "/rules"};
 
 const char *help_usage(const char *usage_prefix)
 {
@@ -169,7 +188,8 @@ int cmd_help(struct hctx *ctx, struct args *args)
     if (!want)
         rb_addf(&rb,
                 "\nStatus: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 "
-                "cancelled\nPriority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical\n");
+                "cancelled\nPriority and alarm severity: 🔵 low · 🟡 medium · 🟠 high · 🔴 "
+                "critical\n");
     rb_send(ctx, &rb);
     return 0;
 }
@@ -181,8 +201,19 @@ static const struct {
     int (*fn)(struct hctx *ctx, struct args *args);
     bool for_strangers;
 } table[] = {
-    {"/start", cmd_start, true}, {"/help", cmd_help, false},   {"/equip", cmd_equip, false},
-    {"/wo", cmd_wo, false},      {"/stats", cmd_stats, false}, {"/photo", cmd_photo, false},
+    {"/start", cmd_start, true},
+    {"/help", cmd_help, false},
+    {"/equip", cmd_equip, false},
+    {"/wo", cmd_wo, false},
+    {"/stats", cmd_stats, false},
+    {"/photo", cmd_photo, false},
+    {"/alerts", cmd_alerts, false},
+    {"/ack", cmd_ack, false},
+    {"/resolve", cmd_resolve, false},
+    {"/subscribe", cmd_subscribe, false},
+    {"/unsubscribe", cmd_unsubscribe, false},
+    {"/mute", cmd_mute, false},
+    {"/rules", cmd_rules, false},
 };
 
 /* Checks text as every message's: length, UTF-8, control characters.

@@ -1,9 +1,12 @@
 /* /stats: the plant at a glance. */
 #include "internal.h"
 
+#include "alarm.h"
+
 int cmd_stats(struct hctx *ctx, struct args *args)
 {
     struct plant_stats s;
+    int alarms[4]; /* open: low, medium, high, critical */
     struct rb rb;
     int r;
 
@@ -12,6 +15,8 @@ int cmd_stats(struct hctx *ctx, struct args *args)
         return 0;
     }
     r = db_stats(ctx->db, ctx->a, ctx->user.factory_id, &s);
+    if (r == 0)
+        r = db_alarm_counts(ctx->db, ctx->user.factory_id, alarms);
     if (r < 0)
         return reply_db_error(ctx, r);
     rb_init(&rb);
@@ -29,6 +34,13 @@ int cmd_stats(struct hctx *ctx, struct args *args)
     if (s.top_equipment_number)
         rb_addf(&rb, "Most open work orders: %s %s (%d)\n", s.top_equipment_number,
                 clip(ctx, s.top_equipment_label, 60), s.top_equipment_open);
+    if (alarms[0] + alarms[1] + alarms[2] + alarms[3] == 0)
+        rb_addf(&rb, "🚨 No open alarms\n");
+    else
+        rb_addf(
+            &rb,
+            "🚨 Alarms open: 🔴 %d critical · 🟠 %d high · 🟡 %d medium · 🔵 %d low\n",
+            alarms[3], alarms[2], alarms[1], alarms[0]);
     rb_send(ctx, &rb);
     return 0;
 }

@@ -1,10 +1,11 @@
-/* /wo: list, view, new, status, note, assign. */
+/* /wo: list, view, new, status, note, assign, and a work order for an alarm. */
 #include "internal.h"
 
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
 
+#include "alarm.h"
 #include "arena.h"
 #include "config.h"
 
@@ -199,6 +200,27 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
     return 0;
 }
 
+/* "✅ Opened …" with the buttons that move it along; view: and one that
+ * shows it. */
+static void wo_opened(struct hctx *ctx, const struct work_order *w, bool view)
+{
+    struct rb rb;
+
+    rb_init(&rb);
+    rb_addf(&rb,
+            "✅ Opened %s %s %s · %s\nEquipment: %s %s\nMove it along: /wo status %s "
+            "in_progress",
+            priority_emoji(w->priority), w->number, w->priority, w->title, w->equipment_number,
+            w->equipment_label, w->number);
+    status_buttons(ctx, &rb, w);
+    if (view) {
+        rb_row(&rb);
+        rb_button(ctx, &rb, arena_printf(ctx->a, "🛠 View %s", w->number),
+                  arena_printf(ctx->a, "/wo view %s", w->number));
+    }
+    rb_send(ctx, &rb);
+}
+
 static int wo_view(struct hctx *ctx, struct args *args)
 {
     struct work_order w;
@@ -220,7 +242,6 @@ static int wo_new(struct hctx *ctx, struct args *args)
     const char *vals[1], *title, *priority = NULL, *number;
     struct equipment e;
     struct work_order w;
-    struct rb rb;
     int r;
 
     if (args->n < 2 || !number_valid("EQ", args->tok[1].text)) {
@@ -253,14 +274,67 @@ static int wo_new(struct hctx *ctx, struct args *args)
                      &w);
     if (r < 0)
         return reply_db_error(ctx, r);
-    rb_init(&rb);
-    rb_addf(&rb,
-            "✅ Opened %s %s %s · %s\nEquipment: %s %s\nMove it along: /wo status %s "
-            "in_progress",
-            priority_emoji(w.priority), w.number, w.priority, w.title, w.equipment_number,
-            w.equipment_label, w.number);
-    status_buttons(ctx, &rb, &w);
-    rb_send(ctx, &rb);
+    wo_opened(ctx, &w, false);
+    return 0;
+}
+
+/* /wo alarm ID: the 🛠 Work order button of an alarm. The work order goes
+ * on the machine the alarm's device is linked to, as urgent as the alarm. */
+static int wo_alarm(struct hctx *ctx, struct args *args)
+{
+    struct replies edits;
+    struct work_order w;
+    struct alarm al;
+    char *title;
+    struct rb rb;
+    int r;
+
+    /* Locked: two people pressing Work order at once open one. */
+    r = alarm_find(ctx, args, 1, "/wo alarm", true, &al);
+    if (r <= 0)
+        return r;
+    if (al.work_order_number) {
+        rb_init(&rb);
+        rb_addf(&rb, "Alarm #%lld already has work order %s.", (long long)al.id,
+                al.work_order_number);
+        rb_button(ctx, &rb, arena_printf(ctx->a, "🛠 %s", al.work_order_number),
+                  arena_printf(ctx->a, "/wo view %s", al.work_order_number));
+        rb_send(ctx, &rb);
+        return 0;
+    }
+    if (!al.equipment_id) {
+        reply(ctx,
+              "Device %s is not linked to a machine. Link it with /equip edit EQ-NUMBER "
+              "device=%s, then press Work order again.",
+              al.device_key, al.device_key);
+        return 0;
+    }
+    title = arena_strdup(
+        ctx->a, clip(ctx,
+                     arena_printf(ctx->a, "Alarm #%lld: %s", (long long)al.id,
+                                  al.code && strcmp(al.source, "device") == 0
+                                      ? arena_printf(ctx->a, "Code %s · %s", al.code, al.message)
+                                      : al.message),
+                     FIELD_MAX_CHARS));
+    if (!title)
+        return reply_db_error(ctx, -ENOMEM);
+    /* The title holds the device's text: one line, like every title typed. */
+    for (char *p = title; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    r = db_wo_create(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, al.equipment_id, title,
+                     priority_parse(al.severity), &w);
+    if (r == 0)
+        r = db_alarm_set_work_order(ctx->db, ctx->user.factory_id, al.id, w.id);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    /* Every copy of the alarm now shows the work order instead of the
+     * button that opened it. */
+    r = alarm_copies(ctx, al.id, &edits);
+    if (r < 0)
+        return r;
+    wo_opened(ctx, &w, true);
+    replies_add(ctx, &edits);
     return 0;
 }
 
@@ -390,6 +464,8 @@ int cmd_wo(struct hctx *ctx, struct args *args)
         return wo_note(ctx, args);
     if (strcasecmp(sub, "assign") == 0)
         return wo_assign(ctx, args);
+    if (strcasecmp(sub, "alarm") == 0)
+        return wo_alarm(ctx, args);
     if (number_valid("WO", sub) && args->n == 1) {
         struct work_order w;
         int r = find_wo(ctx, args, 0, "/wo view", &w);

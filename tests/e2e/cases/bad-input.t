@@ -167,3 +167,4 @@ Work orders: 🟢 open 1 · 🟡 in progress 0 · ⏸ on hold 0 · ✅ completed
 Open by priority: 🔴 critical 0 · 🟠 high 0 · 🟡 medium 1 · 🔵 low 0
 Open for more than 7 days: 0
 Most open work orders: EQ-YYYY-000001 Siemens G120C (Main drive) (1)
+🚨 No open alarms

@@ -14,10 +14,12 @@ for technicians on Telegram, WhatsApp and the console.
 
 Commands:
   chat      talk to Rivet in this terminal (the console channel)
-  serve     run the server (for now: migrate and wait for a signal)
+  serve     run the server: chat channels and plant alarms
   migrate   apply database migrations
-  factory   create and list factories
+  factory   create, list and set up factories
   invite    create invite codes
+  rule      add, list, switch and try alert rules
+  device    list MQTT devices and link them to machines
   ocr       read nameplate photos from files
   version   print versions
 
@@ -160,6 +162,7 @@ Equipment: 0
 Work orders: 🟢 open 0 · 🟡 in progress 0 · ⏸ on hold 0 · ✅ completed 0 · 🔴 cancelled 0
 Open by priority: 🔴 critical 0 · 🟠 high 0 · 🟡 medium 0 · 🔵 low 0
 Open for more than 7 days: 0
+🚨 No open alarms
 
 === rivet chat with bad options exits 2
 run: rivet chat --bogus </dev/null; echo "exit $?"; rivet chat --user '' </dev/null; echo "exit $?"; rivet chat extra </dev/null; echo "exit $?"; rivet chat --factory '!!!' </dev/null; echo "exit $?"

@@ -18,6 +18,7 @@ Equipment: 1
 Work orders: 🟢 open 0 · 🟡 in progress 0 · ⏸ on hold 0 · ✅ completed 0 · 🔴 cancelled 0
 Open by priority: 🔴 critical 0 · 🟠 high 0 · 🟡 medium 0 · 🔵 low 0
 Open for more than 7 days: 0
+🚨 No open alarms
 
 > /equip list
 🏭 Equipment (1)
@@ -26,7 +27,7 @@ EQ-YYYY-000001 · Siemens G120C
 1
 
 === a database that is gone gets an apology for every message, and the chat still ends cleanly
-run: rm -f in out; mkfifo in; rivet chat --echo <in >out 2>err & pid=$!; exec 3>in; echo '/stats' >&3; for i in $(seq 1 200); do grep -q '^Equipment: 1' out && break; sleep 0.05; done; db=$(psql -XAtq "$DATABASE_URL" -c 'SELECT current_database()'); psql -XAtq "${DATABASE_URL%/*}/postgres" -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$db'" -c "ALTER DATABASE \"$db\" RENAME TO \"${db}_away\""; echo '/wo new EQ-YYYY-000001 Leak' | sed "s/YYYY/$YEAR/" >&3; echo '/stats' >&3; exec 3>&-; wait $pid; echo "exit $?"; psql -XAtq "${DATABASE_URL%/*}/postgres" -c "ALTER DATABASE \"${db}_away\" RENAME TO \"$db\""; tail -n +8 out; psql -XAtq "$DATABASE_URL" -c 'SELECT count(*) FROM work_orders'
+run: rm -f in out; mkfifo in; rivet chat --echo <in >out 2>err & pid=$!; exec 3>in; echo '/stats' >&3; for i in $(seq 1 200); do grep -q '^Equipment: 1' out && break; sleep 0.05; done; db=$(psql -XAtq "$DATABASE_URL" -c 'SELECT current_database()'); psql -XAtq "${DATABASE_URL%/*}/postgres" -c "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '$db'" -c "ALTER DATABASE \"$db\" RENAME TO \"${db}_away\""; echo '/wo new EQ-YYYY-000001 Leak' | sed "s/YYYY/$YEAR/" >&3; echo '/stats' >&3; exec 3>&-; wait $pid; echo "exit $?"; psql -XAtq "${DATABASE_URL%/*}/postgres" -c "ALTER DATABASE \"${db}_away\" RENAME TO \"$db\""; tail -n +9 out; psql -XAtq "$DATABASE_URL" -c 'SELECT count(*) FROM work_orders'
 ---
 1
 exit 0

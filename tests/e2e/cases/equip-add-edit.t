@@ -204,10 +204,10 @@ The manufacturer is empty.
 run: rivet chat --echo
 ---
 > /equip edit EQ-YYYY-000001 colour=red
-I can't change "colour=red". Fields: name, manufacturer, model, serial, location, criticality; e.g. location="Line 3".
+I can't change "colour=red". Fields: name, manufacturer, model, serial, location, criticality, device; e.g. location="Line 3".
 
 > /equip edit EQ-YYYY-000001 Line 4
-I can't change "Line". Fields: name, manufacturer, model, serial, location, criticality; e.g. location="Line 3".
+I can't change "Line". Fields: name, manufacturer, model, serial, location, criticality, device; e.g. location="Line 3".
 
 === /equip edit with bad values is refused
 run: rivet chat --echo

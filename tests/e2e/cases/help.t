@@ -35,6 +35,10 @@ Rivet commands:
   change name, manufacturer, model, serial, location or criticality
   e.g. /equip edit EQ-2026-000001 location=Line 3
 
+/equip edit EQ-NUMBER device=KEY|-
+  link the telemetry device that watches this machine (- unlinks)
+  e.g. /equip edit EQ-2026-000001 device=press-3
+
 /wo list [open|mine|all|STATUS] [PAGE]
   work orders, most urgent first
   e.g. /wo list mine
@@ -59,6 +63,10 @@ Rivet commands:
   give it to someone
   e.g. /wo assign WO-2026-000001 me
 
+/wo alarm ID
+  open a work order for an alarm's machine
+  e.g. /wo alarm 12
+
 /stats
   the plant at a glance
   e.g. /stats
@@ -79,8 +87,40 @@ Rivet commands:
   add the nameplate to a machine already registered
   e.g. /photo link 12 EQ-2026-000001
 
+/alerts [PAGE]
+  open alarms, newest first
+  e.g. /alerts
+
+/alerts #ID
+  one alarm, with what can be done about it
+  e.g. /alerts #12
+
+/ack ID
+  acknowledge an alarm: you are on it, and everyone who got it sees so
+  e.g. /ack 12
+
+/resolve ID
+  close an alarm that is dealt with
+  e.g. /resolve 12
+
+/subscribe [low|medium|high|critical] [DEVICE…]
+  choose the alarms you get (at first: high and critical from every device)
+  e.g. /subscribe medium press-3
+
+/unsubscribe [DEVICE…|all]
+  stop alarms from some devices, or all
+  e.g. /unsubscribe press-3
+
+/mute DEVICE|all|#ALARM DURATION|off
+  silence a device for 1m to 30d
+  e.g. /mute press-3 8h
+
+/rules
+  the factory's alert rules (supervisors and admins)
+  e.g. /rules
+
 Status: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 cancelled
-Priority: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical
+Priority and alarm severity: 🔵 low · 🟡 medium · 🟠 high · 🔴 critical
 
 === /help COMMAND shows that command's usages, with or without the slash, any case
 run: rivet chat --echo
@@ -108,6 +148,10 @@ How to use /equip:
   change name, manufacturer, model, serial, location or criticality
   e.g. /equip edit EQ-2026-000001 location=Line 3
 
+/equip edit EQ-NUMBER device=KEY|-
+  link the telemetry device that watches this machine (- unlinks)
+  e.g. /equip edit EQ-2026-000001 device=press-3
+
 > /HELP /WO
 How to use /wo:
 
@@ -134,6 +178,10 @@ How to use /wo:
 /wo assign WO-NUMBER USER|me
   give it to someone
   e.g. /wo assign WO-2026-000001 me
+
+/wo alarm ID
+  open a work order for an alarm's machine
+  e.g. /wo alarm 12
 
 > /help stats
 How to use /stats:

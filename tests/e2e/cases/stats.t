@@ -9,6 +9,7 @@ Equipment: 0
 Work orders: 🟢 open 0 · 🟡 in progress 0 · ⏸ on hold 0 · ✅ completed 0 · 🔴 cancelled 0
 Open by priority: 🔴 critical 0 · 🟠 high 0 · 🟡 medium 0 · 🔵 low 0
 Open for more than 7 days: 0
+🚨 No open alarms
 
 > /stats please
 Usage: /stats
@@ -44,6 +45,7 @@ Work orders: 🟢 open 2 · 🟡 in progress 1 · ⏸ on hold 1 · ✅ completed
 Open by priority: 🔴 critical 1 · 🟠 high 1 · 🟡 medium 1 · 🔵 low 1
 Open for more than 7 days: 1
 Most open work orders: EQ-YYYY-000001 Siemens G120C (Main drive) (3)
+🚨 No open alarms
 
 > /wo list
 🛠 Open work orders (4)

@@ -127,6 +127,7 @@ Equipment: 0
 Work orders: 🟢 open 0 · 🟡 in progress 0 · ⏸ on hold 0 · ✅ completed 0 · 🔴 cancelled 0
 Open by priority: 🔴 critical 0 · 🟠 high 0 · 🟡 medium 0 · 🔵 low 0
 Open for more than 7 days: 0
+🚨 No open alarms
 
 === a used-up code is refused
 run: rivet chat --user dave --echo
