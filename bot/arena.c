@@ -120,3 +120,23 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
     va_end(ap);
     return p;
 }
+
+void arena_reset(struct arena *a)
+{
+    struct chunk *c, *next, *keep = NULL;
+
+    for (c = a->head; c; c = next) {
+        next = c->next;
+        if (!keep && c->size == ARENA_CHUNK) {
+            keep = c;
+            continue;
+        }
+        free(c);
+    }
+    if (keep) {
+        keep->used = 0;
+        keep->next = NULL;
+    }
+    a->head = keep;
+    a->total = keep ? keep->size : 0;
+}

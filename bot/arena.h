@@ -12,6 +12,9 @@ struct arena;
 int arena_new(struct arena **ret);
 /* Frees the arena and everything allocated from it; accepts NULL. */
 void arena_free(struct arena *a);
+/* Forgets everything allocated, keeping one chunk for the next use: a
+ * loop that handles one item at a time resets instead of freeing. */
+void arena_reset(struct arena *a);
 
 /* Zeroed memory owned by the arena, or NULL when out of memory or when the
  * arena already holds its maximum (64 MiB). */

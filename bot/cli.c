@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "alarm.h"
 #include "arena.h"
 #include "db.h"
 #include "text.h"
@@ -13,10 +15,18 @@
 static const char factory_usage[] =
     "Usage: rivet factory create NAME\n"
     "       rivet factory list\n"
+    "       rivet factory set NAME KEY=VALUE...\n"
     "\n"
     "A factory is one plant: its people, equipment and work orders are seen by\n"
     "its members only. NAME is shown to users; its slug (\"Plant North\" ->\n"
-    "plant-north) names it on the command line and in MQTT topics.\n";
+    "plant-north) names it on the command line and in MQTT topics.\n"
+    "\n"
+    "Settings (set):\n"
+    "  timezone=Europe/Berlin  where rule schedules and times in messages are read\n"
+    "  offline=10m             a device silent this long raises an alarm (0: never)\n"
+    "  escalate=15m            unacknowledged critical alarms go to supervisors (0: never)\n"
+    "  auto_register=on|off    register devices the first time they publish\n"
+    "  max_devices=10000       devices a factory may have\n";
 
 static const char invite_usage[] =
     "Usage: rivet invite create --factory NAME --role ROLE [--uses N] [--expires 7d]\n"
@@ -57,6 +67,81 @@ int factory_name_ok(const char *cmd, const char *option, const char *name)
     return 1;
 }
 
+/* rivet factory set: durations are given as 10m, 2h (or seconds), and
+ * stored in seconds. All settings are applied in one transaction, or none. */
+static int factory_set(struct db *db, struct arena *a, const char *name, int n, char **kv)
+{
+    static const struct {
+        const char *word, *key;
+        bool duration;
+    } keys[] = {
+        {"timezone", "timezone", false},       {"offline", "offline_s", true},
+        {"escalate", "escalate_s", true},      {"auto_register", "auto_register", false},
+        {"max_devices", "max_devices", false},
+    };
+    struct factory f;
+    int r = db_factory_find(db, a, name, &f);
+
+    if (r == -ENOENT) {
+        fprintf(stderr, "rivet: no factory '%s'; see 'rivet factory list'\n", name);
+        return 1;
+    }
+    if (r == 0)
+        r = db_begin(db);
+    for (int i = 0; r == 0 && i < n; i++) {
+        const char *eq = strchr(kv[i], '='), *value = eq + 1, *key = NULL;
+        char num[32];
+        size_t kl = (size_t)(eq - kv[i]);
+        bool duration = false;
+
+        for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+            if (strlen(keys[k].word) == kl && strncmp(kv[i], keys[k].word, kl) == 0) {
+                key = keys[k].key;
+                duration = keys[k].duration;
+            }
+        if (!key) {
+            fprintf(stderr, "rivet factory: unknown setting '%.*s'; see rivet factory --help\n",
+                    (int)kl, kv[i]);
+            db_rollback(db);
+            return EXIT_USAGE;
+        }
+        if (duration) {
+            long long s = 0;
+            if (strcmp(value, "0") != 0 && config_parse_duration(value, &s) < 0) {
+                fprintf(stderr,
+                        "rivet factory: %.*s must be a duration such as 90s, 10m or 2h, "
+                        "or 0\n",
+                        (int)kl, kv[i]);
+                db_rollback(db);
+                return EXIT_USAGE;
+            }
+            /* a bare number is seconds here, not days */
+            if (value[strspn(value, "0123456789")] == '\0')
+                config_parse_int(value, 0, 1LL << 40, &s);
+            snprintf(num, sizeof(num), "%lld", s);
+            value = num;
+        }
+        r = db_factory_set(db, f.id, key, value);
+        if (r == -EINVAL) {
+            fprintf(stderr,
+                    "rivet factory: %.*s=%s is not a value Rivet accepts; see rivet "
+                    "factory --help\n",
+                    (int)kl, kv[i], eq + 1);
+            db_rollback(db);
+            return EXIT_USAGE;
+        }
+    }
+    if (r == 0)
+        r = db_commit(db);
+    if (r < 0) {
+        db_rollback(db);
+        fprintf(stderr, "rivet factory: cannot save the settings: %s\n", db_errmsg(db));
+        return 1;
+    }
+    printf("factory %s: %d setting%s saved\n", f.slug, n, n == 1 ? "" : "s");
+    return 0;
+}
+
 int cmd_factory(int argc, char **argv)
 {
     struct config cfg;
@@ -75,8 +160,14 @@ int cmd_factory(int argc, char **argv)
             return usage_error("factory", "usage: rivet factory create NAME");
         if (!factory_name_ok("factory", "NAME", argv[2]))
             return EXIT_USAGE;
+    } else if (strcmp(argv[1], "set") == 0) {
+        if (argc < 4)
+            return usage_error("factory", "usage: rivet factory set NAME KEY=VALUE...");
+        for (int i = 3; i < argc; i++)
+            if (!strchr(argv[i], '='))
+                return usage_error("factory", "settings look like KEY=VALUE (offline=10m)");
     } else if (strcmp(argv[1], "list") != 0 || argc != 2) {
-        return usage_error("factory", "unknown subcommand; use create or list");
+        return usage_error("factory", "unknown subcommand; use create, list or set");
     }
 
     r = rivet_open_db(&cfg, 1, &db);
@@ -91,6 +182,10 @@ int cmd_factory(int argc, char **argv)
         if (r < 0)
             fprintf(stderr, "rivet: cannot list factories: %s\n", db_errmsg(db));
         r = r < 0 ? 1 : 0;
+        goto out;
+    }
+    if (strcmp(argv[1], "set") == 0) {
+        r = factory_set(db, a, argv[2], argc - 3, argv + 3);
         goto out;
     }
     r = db_factory_create(db, a, argv[2], &f);

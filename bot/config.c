@@ -140,6 +140,99 @@ static const char *env(const char *name)
     return v && *v ? v : NULL;
 }
 
+/* MQTT_URL and the settings that go with it. Credentials belong in
+ * MQTT_USERNAME and MQTT_PASSWORD, never in the URL: the URL is logged. */
+static int mqtt_load(struct config *cfg, char *err, size_t errlen)
+{
+    const char *u = env("MQTT_URL"), *host, *end, *colon;
+    long long port;
+    size_t hl;
+
+    cfg->mqtt_username = env("MQTT_USERNAME");
+    cfg->mqtt_password = env("MQTT_PASSWORD");
+    cfg->mqtt_ca_file = env("MQTT_CA_FILE");
+    cfg->mqtt_client_id = env("MQTT_CLIENT_ID");
+    cfg->mqtt_shared_group = env("MQTT_SHARED_GROUP");
+    if (!u)
+        return 0;
+    if (strncmp(u, "mqtt://", 7) == 0) {
+        host = u + 7;
+        cfg->mqtt_port = 1883;
+    } else if (strncmp(u, "mqtts://", 8) == 0) {
+        host = u + 8;
+        cfg->mqtt_port = 8883;
+        cfg->mqtt_tls = 1;
+    } else {
+        snprintf(err, errlen, "MQTT_URL must look like mqtt://host:1883 or mqtts://host:8883");
+        return -EINVAL;
+    }
+    end = host + strcspn(host, "/?#");
+    if (*end && strcmp(end, "/") != 0) {
+        snprintf(err, errlen, "MQTT_URL must name a host and port only (mqtt://host:1883)");
+        return -EINVAL;
+    }
+    if (memchr(host, '@', (size_t)(end - host))) {
+        snprintf(err, errlen,
+                 "MQTT_URL must not hold credentials: set MQTT_USERNAME and "
+                 "MQTT_PASSWORD instead");
+        return -EINVAL;
+    }
+    if (*host == '[') { /* [::1]:1883 */
+        const char *rb = memchr(host, ']', (size_t)(end - host));
+        if (!rb) {
+            snprintf(err, errlen, "MQTT_URL has an IPv6 address without its closing ]");
+            return -EINVAL;
+        }
+        host++;
+        hl = (size_t)(rb - host);
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(host, ':', (size_t)(end - host));
+        hl = (size_t)((colon ? colon : end) - host);
+    }
+    if (hl == 0 || hl >= sizeof(cfg->mqtt_host)) {
+        snprintf(err, errlen, "MQTT_URL has no host");
+        return -EINVAL;
+    }
+    memcpy(cfg->mqtt_host, host, hl);
+    cfg->mqtt_host[hl] = '\0';
+    if (colon) {
+        char num[8] = "";
+        size_t pl = (size_t)(end - colon - 1);
+        if (pl == 0 || pl >= sizeof(num)) {
+            snprintf(err, errlen, "MQTT_URL has a port that is not a number, 1 to 65535");
+            return -EINVAL;
+        }
+        memcpy(num, colon + 1, pl);
+        if (config_parse_int(num, 1, 65535, &port) < 0) {
+            snprintf(err, errlen, "MQTT_URL has a port that is not a number, 1 to 65535");
+            return -EINVAL;
+        }
+        cfg->mqtt_port = (int)port;
+    }
+    cfg->mqtt_url = u;
+    if (cfg->mqtt_password && !cfg->mqtt_username) {
+        snprintf(err, errlen, "MQTT_PASSWORD is set without MQTT_USERNAME");
+        return -EINVAL;
+    }
+    if (cfg->mqtt_client_id &&
+        (strlen(cfg->mqtt_client_id) > 128 || strpbrk(cfg->mqtt_client_id, "/+# \t\n"))) {
+        snprintf(err, errlen, "MQTT_CLIENT_ID must be 1 to 128 characters without / + # or spaces");
+        return -EINVAL;
+    }
+    if (cfg->mqtt_shared_group &&
+        (strlen(cfg->mqtt_shared_group) > 64 || strpbrk(cfg->mqtt_shared_group, "/+# \t\n"))) {
+        snprintf(err, errlen,
+                 "MQTT_SHARED_GROUP must be 1 to 64 characters without / + # or spaces");
+        return -EINVAL;
+    }
+    if (cfg->mqtt_ca_file && access(cfg->mqtt_ca_file, R_OK) != 0) {
+        snprintf(err, errlen, "MQTT_CA_FILE %.200s cannot be read", cfg->mqtt_ca_file);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
 {
     const char *v;
@@ -184,6 +277,9 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             {"TELEGRAM_GLOBAL_PER_SECOND", 30, 1, 10000,
              offsetof(struct config, telegram_global_per_s), "messages a second"},
             {"TELEGRAM_FLUSH_S", 5, 0, 60, offsetof(struct config, telegram_flush_s), "seconds"},
+            {"MQTT_KEEPALIVE_S", 30, 5, 600, offsetof(struct config, mqtt_keepalive_s), "seconds"},
+            {"ALARM_STORM_WINDOW_S", 10, 1, 600, offsetof(struct config, alarm_storm_window_s),
+             "seconds"},
         };
         for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
             int *field = (int *)((char *)cfg + ints[i].offset);
@@ -226,6 +322,9 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
         snprintf(err, errlen, "TELEGRAM_API_URL must start with http:// or https://");
         return -EINVAL;
     }
+
+    if (mqtt_load(cfg, err, errlen) < 0)
+        return -EINVAL;
 
     cfg->database_url = env("DATABASE_URL");
     if (need_db && !cfg->database_url) {

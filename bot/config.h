@@ -25,6 +25,19 @@ struct config {
     int telegram_global_per_s;    /* TELEGRAM_GLOBAL_PER_SECOND */
     int telegram_flush_s;         /* TELEGRAM_FLUSH_S: delivery time at shutdown */
 
+    /* MQTT telemetry and alarms; the alert thread is off without MQTT_URL. */
+    const char *mqtt_url;          /* MQTT_URL: mqtt://host[:port] or mqtts://host[:port] */
+    char mqtt_host[256];           /* from MQTT_URL */
+    int mqtt_port;                 /* from MQTT_URL: 1883 or 8883 by default */
+    int mqtt_tls;                  /* mqtts:// */
+    const char *mqtt_username;     /* MQTT_USERNAME */
+    const char *mqtt_password;     /* MQTT_PASSWORD: secret */
+    const char *mqtt_ca_file;      /* MQTT_CA_FILE: PEM; the system's CAs when unset */
+    const char *mqtt_client_id;    /* MQTT_CLIENT_ID: stable, one per process */
+    const char *mqtt_shared_group; /* MQTT_SHARED_GROUP: subscribe as $share/GROUP/... */
+    int mqtt_keepalive_s;          /* MQTT_KEEPALIVE_S */
+    int alarm_storm_window_s;      /* ALARM_STORM_WINDOW_S */
+
     /* The vision-LLM providers (llm_config_load(), set by the command that
      * reads photos); n_llm 0: local reads only. */
     const struct llm_provider *llm;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "channels.h"
 #include "db.h"
 #include "handlers.h"
 #include "buf.h"
@@ -194,6 +195,8 @@ static void converse(struct db *db, const struct msg *m, int echo, int buttons)
     }
     if (r == 0) {
         r = handle_message(db, a, m, &out);
+        if (r == 0) /* the other chats' copies of an alarm someone acknowledged */
+            r = channel_queue_others(db, a, &out);
         if (r == 0) {
             r = db_commit(db);
             if (r < 0)
@@ -215,7 +218,8 @@ static void converse(struct db *db, const struct msg *m, int echo, int buttons)
               (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6,
               r < 0 ? "no" : "yes");
     for (struct reply *rep = out.head; rep; rep = rep->next)
-        print_reply(rep, buttons);
+        if (!rep->chat_id)
+            print_reply(rep, buttons);
     fflush(stdout);
     arena_free(a);
 }

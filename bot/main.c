@@ -21,6 +21,7 @@
 #include "llm.h"
 #include "log.h"
 #include "migrate.h"
+#include "mqtt.h"
 #include "ocr.h"
 #include "rivet_config.h"
 #include "telegram.h"
@@ -33,10 +34,12 @@ static const char main_usage[] =
     "\n"
     "Commands:\n"
     "  chat      talk to Rivet in this terminal (the console channel)\n"
-    "  serve     run the server (for now: migrate and wait for a signal)\n"
+    "  serve     run the server: chat channels and plant alarms\n"
     "  migrate   apply database migrations\n"
-    "  factory   create and list factories\n"
+    "  factory   create, list and set up factories\n"
     "  invite    create invite codes\n"
+    "  rule      add, list, switch and try alert rules\n"
+    "  device    list MQTT devices and link them to machines\n"
     "  ocr       read nameplate photos from files\n"
     "  version   print versions\n"
     "\n"
@@ -211,11 +214,14 @@ int cmd_serve(int argc, char **argv)
         "Runs the server: applies migrations, then runs the channels that are\n"
         "configured until SIGINT or SIGTERM. With TELEGRAM_BOT_TOKEN set that is the\n"
         "Telegram channel: a poller, RIVET_WORKERS workers and TELEGRAM_SENDERS\n"
-        "senders. Several rivet serve processes may share one database: one polls,\n"
-        "all work and send.\n";
+        "senders. With MQTT_URL set, the alert thread subscribes to the plant's\n"
+        "telemetry, evaluates the alert rules and sends alarms. Several rivet serve\n"
+        "processes may share one database: one polls, all work and send; with\n"
+        "MQTT_SHARED_GROUP they split the telemetry.\n";
     static sigset_t set;
     static struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct telegram *tg = NULL;
+    struct alerts *al = NULL;
     struct config cfg;
     pthread_t sig_thread;
     struct db *db;
@@ -256,12 +262,23 @@ int cmd_serve(int argc, char **argv)
             return 1;
         }
     } else {
-        log_warn("serve.no_channels", "msg=\"TELEGRAM_BOT_TOKEN is not set: nothing to serve "
-                                      "but migrations; try rivet chat\"");
+        log_warn("serve.no_channels", "msg=\"TELEGRAM_BOT_TOKEN is not set: no chat channel; "
+                                      "try rivet chat\"");
     }
-    log_info("serve.ready", "version=%s telegram=%s llm_providers=%d", RIVET_VERSION,
-             tg ? "on" : "off", cfg.n_llm);
+    if (cfg.mqtt_url) {
+        r = alerts_start(&cfg, &al);
+        if (r < 0) {
+            fprintf(stderr, "rivet: cannot start the alert thread: %s\n", strerror(-r));
+            pthread_kill(sig_thread, SIGTERM);
+            pthread_join(sig_thread, NULL);
+            telegram_stop(tg);
+            return 1;
+        }
+    }
+    log_info("serve.ready", "version=%s telegram=%s mqtt=%s llm_providers=%d", RIVET_VERSION,
+             tg ? "on" : "off", al ? "on" : "off", cfg.n_llm);
     pthread_join(sig_thread, NULL);
+    alerts_stop(al);
     telegram_stop(tg);
     log_info("serve.stop", "msg=\"bye\"");
     return 0;
@@ -294,7 +311,7 @@ static const struct {
 } commands[] = {
     {"chat", cmd_chat},       {"serve", cmd_serve},   {"migrate", cmd_migrate},
     {"factory", cmd_factory}, {"invite", cmd_invite}, {"version", cmd_version},
-    {"ocr", cmd_ocr},
+    {"ocr", cmd_ocr},         {"rule", cmd_rule},     {"device", cmd_device},
 };
 
 int main(int argc, char **argv)
@@ -319,6 +336,7 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     signal(SIGPIPE, SIG_IGN);
     ocr_global_init();
+    mosquitto_lib_init();
     opterr = 0; /* bad_option() says it once, in Rivet's words */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "rivet: cannot initialise libcurl\n");

@@ -21,6 +21,8 @@ int cmd_factory(int argc, char **argv);
 int cmd_invite(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_ocr(int argc, char **argv);
+int cmd_rule(int argc, char **argv);
+int cmd_device(int argc, char **argv);
 
 struct llm_provider;
 

@@ -17,6 +17,8 @@
 #include <time.h>
 
 #include "arena.h"
+#include "channels.h"
+#include "serve.h"
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
@@ -57,61 +59,6 @@ struct telegram {
 };
 
 /* ---- small helpers ---- */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* Sleeps up to ms, returning early once *flag is set. */
-static void nap(volatile int *flag, long ms)
-{
-    long until = now_ms() + ms;
-
-    while (!*flag && now_ms() < until) {
-        long left = until - now_ms();
-        struct timespec ts = {0, (left > 50 ? 50 : left) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-}
-
-/* Exponential backoff with ±25 % jitter: base·2^attempt, at most cap. */
-static long backoff_ms(int attempt, long base, long cap)
-{
-    static __thread unsigned seed;
-    long d = base;
-
-    if (!seed)
-        seed = (unsigned)now_ms() ^ (unsigned)(uintptr_t)&seed;
-    for (int i = 0; i < attempt && d < cap; i++)
-        d *= 2;
-    if (d > cap)
-        d = cap;
-    return d * 3 / 4 + (long)(rand_r(&seed) % (unsigned)(d / 2 + 1));
-}
-
-static int connect_db(const struct config *cfg, volatile int *stop, struct db **ret)
-{
-    char *err = NULL;
-
-    for (int attempt = 0; !*stop; attempt++) {
-        int r = db_connect(cfg->database_url, cfg->statement_timeout_ms, ret, &err);
-        if (r == 0)
-            return 0;
-        if (attempt == 0 || attempt % 10 == 0) {
-            char q[300];
-            log_warn("tg.db_connect", "err=%s detail=%s attempt=%d", strerror(-r),
-                     log_quote(q, sizeof(q), err ? err : ""), attempt + 1);
-        }
-        free(err);
-        err = NULL;
-        nap(stop, backoff_ms(attempt, 500, 10000));
-    }
-    return -ECANCELED;
-}
 
 /* ---- the poller ---- */
 
@@ -205,7 +152,7 @@ static void *poller_main(void *arg)
     pthread_mutex_lock(&t->poll_lock);
     t->poll_api = api;
     pthread_mutex_unlock(&t->poll_lock);
-    if (connect_db(cfg, &t->stop_poll, &db) < 0)
+    if (serve_db_connect(cfg, "tg", &t->stop_poll, &db) < 0)
         goto out;
 
     while (!t->stop_poll) {
@@ -332,49 +279,6 @@ out:
 }
 
 /* ---- workers ---- */
-
-/* Queues one reply: split to Telegram's length, escaped for HTML, with its
- * buttons under the last piece. The plain text rides along for the sender's
- * fallback when Telegram cannot parse the HTML. edit_id: the message to
- * replace with the first piece (a list page), or 0. */
-static int queue_reply(struct db *db, struct arena *a, const char *chat, const struct reply *rep,
-                       int64_t edit_id, int64_t inbox_id)
-{
-    const char **parts;
-    int n = tg_split(a, rep->text, 4096, &parts), r = 0;
-
-    if (n < 0)
-        return n;
-    for (int i = 0; i < n && r == 0; i++) {
-        const char *html = tg_html_escape(a, parts[i]);
-        json_t *p, *kb = i == n - 1 ? tg_keyboard(rep) : NULL;
-        char *dump;
-        bool edit = i == 0 && edit_id > 0;
-
-        if (!html) {
-            json_decref(kb);
-            return -ENOMEM;
-        }
-        p = json_pack("{s:s, s:s, s:s, s:s}", "chat_id", chat, "text", html, "parse_mode", "HTML",
-                      "rivet_plain", parts[i]);
-        if (!p) {
-            json_decref(kb);
-            return -ENOMEM;
-        }
-        if (edit)
-            json_object_set_new(p, "message_id", json_integer(edit_id));
-        if (kb)
-            json_object_set_new(p, "reply_markup", kb);
-        dump = json_dumps(p, JSON_COMPACT);
-        json_decref(p);
-        if (!dump)
-            return -ENOMEM;
-        r = db_outbox_add(db, CHANNEL, chat, edit ? "editMessageText" : "sendMessage", dump,
-                          inbox_id);
-        free(dump);
-    }
-    return r;
-}
 
 /* "/equip@RivetBot list" in a group: addressed to this bot? Commands for
  * other bots in the same group are none of Rivet's business. */
@@ -602,11 +506,16 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
     if (r < 0)
         return r;
     for (const struct reply *rep = out.head; rep; rep = rep->next) {
-        r = queue_reply(db, a, chat, rep, edit_id, it->id);
+        if (rep->chat_id) /* another chat's: below */
+            continue;
+        r = tg_queue_reply(db, a, chat, rep, edit_id, it->id, NULL);
         if (r < 0)
             return r;
         edit_id = 0;
     }
+    r = channel_queue_others(db, a, &out);
+    if (r < 0)
+        return r;
     h->outcome = "ok";
     return 0;
 }
@@ -635,7 +544,7 @@ static int give_up(struct db *db, struct arena *a, const struct inbox_item *it)
 
     /* Even if the apology cannot be stored, the update is let go. */
     if (it->chat_id[0] && db_savepoint(db, "apology") == 0 &&
-        queue_reply(db, a, it->chat_id, &rep, 0, it->id) < 0)
+        tg_queue_reply(db, a, it->chat_id, &rep, 0, it->id, NULL) < 0)
         r = db_rollback_to(db, "apology");
     return r < 0 ? r : db_inbox_done(db, it->id, "gave_up");
 }
@@ -653,7 +562,8 @@ static void *worker_main(void *arg)
     log_set_thread(name);
     if (tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, NULL, &api) < 0 ||
         photo_reader_new(t->cfg->llm, t->cfg->n_llm, NULL, &wp.pr) < 0 ||
-        connect_db(t->cfg, &t->stop_work, &db) < 0 || db_listen(db, QUEUE_INBOX_EVENT) < 0)
+        serve_db_connect(t->cfg, "tg", &t->stop_work, &db) < 0 ||
+        db_listen(db, QUEUE_INBOX_EVENT) < 0)
         goto out;
     wp.api = api;
     buf_init(&wp.bytes, TG_MAX_FILE);
@@ -785,11 +695,11 @@ enum sent { SENT, RETRY, WAIT, FAILED };
 
 /* Delivers one claimed message. Writes what happened to the outbox row in
  * the caller's transaction. */
-static enum sent deliver(struct telegram *t, struct db *db, struct tg_api *api,
+static enum sent deliver(struct telegram *t, struct db *db, struct arena *a, struct tg_api *api,
                          const struct outbox_item *it, int *status)
 {
     json_error_t jerr;
-    json_t *p = json_loads(it->payload, JSON_ALLOW_NUL, &jerr), *plain;
+    json_t *p = json_loads(it->payload, JSON_ALLOW_NUL, &jerr), *plain, *ref;
     const char *method = it->method;
     struct tg_reply rep;
     char err[300];
@@ -800,6 +710,26 @@ static enum sent deliver(struct telegram *t, struct db *db, struct tg_api *api,
     if (!p) {
         db_outbox_failed(db, it, "payload is not JSON");
         return FAILED;
+    }
+    ref = json_object_get(p, "rivet_edit_outbox");
+    if (json_is_integer(ref)) {
+        /* An edit of a message another row delivered (the copies of an
+         * alarm): that row went first, the chat's rows going in order. */
+        const char *remote;
+        r = db_outbox_remote_id(db, a, json_integer_value(ref), &remote);
+        if (r < 0 && r != -ENOENT) {
+            json_decref(p);
+            db_outbox_retry(db, it, 1000,
+                            r == -EAGAIN ? "the message to edit is not sent yet" : db_errmsg(db));
+            return RETRY;
+        }
+        if (r < 0) {
+            json_decref(p);
+            db_outbox_failed(db, it, "the message to edit was never delivered");
+            return FAILED;
+        }
+        json_object_set_new(p, "message_id", json_integer(strtoll(remote, NULL, 10)));
+        json_object_del(p, "rivet_edit_outbox");
     }
     plain = json_incref(json_object_get(p, "rivet_plain"));
     json_object_del(p, "rivet_plain");
@@ -877,7 +807,8 @@ static void *sender_main(void *arg)
     snprintf(name, sizeof(name), "sender-%d", __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
     log_set_thread(name);
     if (tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, &t->abort_send, &api) < 0 ||
-        connect_db(t->cfg, &t->abort_send, &db) < 0 || db_listen(db, QUEUE_OUTBOX_EVENT) < 0)
+        serve_db_connect(t->cfg, "tg", &t->abort_send, &db) < 0 ||
+        db_listen(db, QUEUE_OUTBOX_EVENT) < 0)
         goto out;
 
     while (!t->abort_send) {
@@ -916,7 +847,7 @@ static void *sender_main(void *arg)
             db_wait_notify(db, (int)due);
             continue;
         }
-        s = deliver(t, db, api, &it, &status);
+        s = deliver(t, db, a, api, &it, &status);
         r = db_commit(db);
         if (r < 0)
             log_error("tg.outbox_error", "outbox=%lld err=%s", (long long)it.id, strerror(-r));

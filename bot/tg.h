@@ -12,6 +12,7 @@
 
 struct arena;
 struct buf;
+struct db;
 struct reply;
 
 /* ---- the client ---- */
@@ -125,5 +126,16 @@ int tg_split(struct arena *a, const char *text, size_t max, const char ***parts)
  * reference), or NULL when it has none. Buttons whose data is over 64
  * bytes are left out. */
 json_t *tg_keyboard(const struct reply *rep);
+
+/* Queues one reply for a chat in the caller's transaction: split to
+ * Telegram's length, escaped for HTML, with its buttons under the last
+ * piece. The plain text rides along for the sender's fallback when Telegram
+ * cannot parse the HTML. The first piece replaces a message instead of
+ * being sent when edit_id (a message id: the page of a list) or
+ * rep->edit_outbox (an outbox row: the sender finds the message it
+ * delivered) is set. *outbox_id (may be NULL) gets the row of the last
+ * piece, the one with the buttons. */
+int tg_queue_reply(struct db *db, struct arena *a, const char *chat, const struct reply *rep,
+                   int64_t edit_id, int64_t inbox_id, int64_t *outbox_id);
 
 #endif

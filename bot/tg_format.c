@@ -3,11 +3,13 @@
 #include "tg.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "arena.h"
 #include "buf.h"
 #include "handlers.h"
+#include "queue.h"
 
 char *tg_html_escape(struct arena *a, const char *text)
 {
@@ -117,4 +119,45 @@ json_t *tg_keyboard(const struct reply *rep)
     }
     markup = json_pack("{s:o}", "inline_keyboard", rows);
     return markup;
+}
+
+int tg_queue_reply(struct db *db, struct arena *a, const char *chat, const struct reply *rep,
+                   int64_t edit_id, int64_t inbox_id, int64_t *outbox_id)
+{
+    const char **parts;
+    int n = tg_split(a, rep->text, 4096, &parts), r = 0;
+
+    if (n < 0)
+        return n;
+    for (int i = 0; i < n && r == 0; i++) {
+        const char *html = tg_html_escape(a, parts[i]);
+        json_t *p, *kb = i == n - 1 ? tg_keyboard(rep) : NULL;
+        char *dump;
+        bool edit = i == 0 && (edit_id > 0 || rep->edit_outbox > 0);
+
+        if (!html) {
+            json_decref(kb);
+            return -ENOMEM;
+        }
+        p = json_pack("{s:s, s:s, s:s, s:s}", "chat_id", chat, "text", html, "parse_mode", "HTML",
+                      "rivet_plain", parts[i]);
+        if (!p) {
+            json_decref(kb);
+            return -ENOMEM;
+        }
+        if (edit && edit_id > 0)
+            json_object_set_new(p, "message_id", json_integer(edit_id));
+        else if (edit) /* the sender looks the message up when it gets there */
+            json_object_set_new(p, "rivet_edit_outbox", json_integer(rep->edit_outbox));
+        if (kb)
+            json_object_set_new(p, "reply_markup", kb);
+        dump = json_dumps(p, JSON_COMPACT);
+        json_decref(p);
+        if (!dump)
+            return -ENOMEM;
+        r = db_outbox_add_id(db, "telegram", chat, edit ? "editMessageText" : "sendMessage", dump,
+                             inbox_id, outbox_id);
+        free(dump);
+    }
+    return r;
 }

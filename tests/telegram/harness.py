@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -610,6 +611,105 @@ class Rivet:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 pass
+
+
+# ---------------------------------------------------------------------------
+# An MQTT broker of the test's own
+# ---------------------------------------------------------------------------
+
+class Broker:
+    """A mosquitto on a free loopback port, with persistence in the test's
+    folder, that a test may stop and start again (the broker scripts/test
+    starts is shared by every test, so no test restarts that one)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.dir = os.path.join(env.tmp, "mosquitto")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.url = "mqtt://127.0.0.1:%d" % self.port
+        self.proc = None
+        self.starts = 0
+        with open(os.path.join(self.dir, "mosquitto.conf"), "w") as f:
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\n"
+                    "persistence true\npersistence_location %s/\n"
+                    # as root it would switch to the mosquitto user, who
+                    # cannot write the test's folder
+                    "user root\nmax_queued_messages 100000\n"
+                    "log_dest file %s/mosquitto.log\n" % (self.port, self.dir, self.dir))
+
+    def start(self):
+        self.starts += 1
+        self.proc = subprocess.Popen(
+            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+             os.path.join(self.dir, "mosquitto.conf")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_pdeathsig)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise Fail("mosquitto exited %s" % self.proc.returncode)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_until(ready, 10, "mosquitto on port %d" % self.port, interval=0.05)
+        return self
+
+    def stop(self):
+        """SIGTERM: mosquitto saves its sessions and queued messages."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def publish(self, topic, payloads, qos=1):
+        """Publishes each payload (str or bytes) to topic, in order, with
+        mosquitto_pub (one connection for all of them)."""
+        data = b"".join((p if isinstance(p, bytes) else p.encode()) + b"\n" for p in payloads)
+        p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
+                            "-q", str(qos), "-t", topic, "-l"],
+                           input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if p.returncode != 0:
+            raise Fail("mosquitto_pub to %s exited %d: %s" % (topic, p.returncode,
+                                                             p.stderr.decode(errors="replace")))
+
+    def publish_many(self, messages, qos=1):
+        """Publishes [(topic, payload)] at once, one mosquitto_pub each, all
+        started before any is waited for (a burst from many devices)."""
+        procs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
+                                   "-q", str(qos), "-t", t, "-m", p],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for t, p in messages]
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            if p.returncode != 0:
+                raise Fail("mosquitto_pub exited %d: %s" % (p.returncode,
+                                                            err.decode(errors="replace")))
+
+    def publish_raw(self, topic, payload, qos=1):
+        """One message whose payload may hold newlines or any byte."""
+        path = os.path.join(self.env.tmp, "payload.bin")
+        with open(path, "wb") as f:
+            f.write(payload)
+        p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
+                            "-q", str(qos), "-t", topic, "-f", path],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        if p.returncode != 0:
+            raise Fail("mosquitto_pub to %r exited %d: %s" % (topic, p.returncode,
+                                                             p.stderr.decode(errors="replace")))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 # ---------------------------------------------------------------------------
