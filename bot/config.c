@@ -226,6 +226,16 @@ static int mqtt_load(struct config *cfg, char *err, size_t errlen)
                  "MQTT_SHARED_GROUP must be 1 to 64 characters without / + # or spaces");
         return -EINVAL;
     }
+    if (cfg->mqtt_shared_group && !cfg->mqtt_client_id) {
+        /* Processes sharing the stream each keep a session at the broker;
+         * a made-up id would leave an orphan session collecting messages
+         * at every restart, and one default id would make them take over
+         * each other's session. */
+        snprintf(err, errlen,
+                 "MQTT_SHARED_GROUP needs MQTT_CLIENT_ID, stable and different for "
+                 "each process");
+        return -EINVAL;
+    }
     if (cfg->mqtt_ca_file && access(cfg->mqtt_ca_file, R_OK) != 0) {
         snprintf(err, errlen, "MQTT_CA_FILE %.200s cannot be read", cfg->mqtt_ca_file);
         return -EINVAL;

@@ -20,10 +20,13 @@
 #include <math.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -125,6 +128,11 @@ static int map_put(struct map *m, const char *key, void *val)
     return 0;
 }
 
+static void free_ptr(void *p)
+{
+    free(p);
+}
+
 /* Frees the keys, and each value with free_val (may be NULL). */
 static void map_clear(struct map *m, void (*free_val)(void *))
 {
@@ -156,8 +164,17 @@ struct device_state {
     bool dirty;
 };
 
+/* A rule's rest on one device. */
 struct cooldown {
-    double until; /* the rule is not tried for this device before */
+    double last;  /* observed time of the last alarm this process recorded; 0: none */
+    double quiet; /* wall clock: another process's alarm, do not ask before */
+    double keep;  /* wall clock after which the entry says nothing any more */
+};
+
+/* A device this process need not ask the database about again soon. */
+struct unknown_device {
+    double until; /* wall clock */
+    enum drop_reason why;
 };
 
 struct chat_burst {
@@ -180,6 +197,13 @@ struct alerts {
     struct map devices;   /* "factory_id/key" -> struct device_state * */
     struct map cooldowns; /* "rule_id/device_id" -> struct cooldown * */
     struct map bursts;    /* "channel/chat" -> struct chat_burst * */
+    struct map unknown;   /* "factory_id/key" -> struct unknown_device * */
+
+    /* A message handled only part way (the database was away when Rivet
+     * was asked to stop): its PUBACK must not go out. */
+    bool unacked;
+    int db_failures;    /* periodic work that failed in a row */
+    long db_wait_until; /* monotonic ms: periodic work waits for the database */
 
     bool connected, v311;
     double connected_since; /* epoch; 0 while not connected */
@@ -313,6 +337,9 @@ static int load_rules(struct alerts *al)
     for (int i = 0; i < nfs; i++)
         if (map_put(&al->by_slug, nf[i].f.slug, &nf[i]) < 0)
             return -ENOMEM;
+    /* A factory's settings may have changed (auto_register, max_devices):
+     * keys refused before are asked about again. */
+    map_clear(&al->unknown, free_ptr);
     log_info("mqtt.rules_loaded", "factories=%d rules=%d", nfs, nrs);
     return 0;
 }
@@ -386,10 +413,16 @@ static int load_devices(struct alerts *al)
 
 /* ---- the database, patiently ---- */
 
-/* Whether an error is worth trying again (the connection, a timeout). */
-static bool transient(int r)
+/* Whether a message's database work is worth another attempt: always
+ * while the database is away (the broker holds the message meanwhile), for a
+ * while after another error, which may be a passing one (a deadlock, a
+ * failover) or may come back every time; then the message is dropped
+ * rather than block every device behind it. */
+static bool retry_db(int r, int attempt)
 {
-    return r == -ECONNRESET || r == -ETIMEDOUT || r == -EIO;
+    if (r == -ECONNRESET || r == -ETIMEDOUT)
+        return true;
+    return r == -EIO && attempt < 5;
 }
 
 /* ---- delivering alarms ---- */
@@ -414,20 +447,45 @@ static bool burst_room(const struct chat_burst *b, double now, int window_s)
     return !b || now - b->sent[b->next] >= window_s;
 }
 
+/* The chats that got an alarm message in a transaction, counted in their
+ * rings once it committed. */
+struct sent_list {
+    struct chat_burst **b;
+    int n, held;
+};
+
+static void count_sent(struct alerts *al, const struct sent_list *s, double now)
+{
+    for (int i = 0; i < s->n; i++) {
+        s->b[i]->sent[s->b[i]->next] = now;
+        s->b[i]->next = (s->b[i]->next + 1) % STORM_BURST;
+    }
+    COUNT(al, deliveries, (unsigned long)s->n);
+    COUNT(al, held, (unsigned long)s->held);
+}
+
 /* Queues an alarm for everyone who should get it, in the caller's
  * transaction: one message each, or held for the storm summary when the
- * chat had STORM_BURST alarm messages inside the window already. *sent
- * records the chats that got a message, to count after the commit. */
+ * chat had STORM_BURST alarm messages inside the window already. sent
+ * gathers the chats that got a message (arena), to count after the
+ * commit. */
 static int fan_out(struct alerts *al, struct arena *a, int64_t factory_id, int64_t alarm_id,
-                   double now, struct chat_burst **sent, int *n_sent, int max_sent, int *held)
+                   double now, struct sent_list *sent)
 {
     struct alarm_recipient *rc;
     struct reply rep;
     bool have_reply = false;
     int n, r;
 
-    *n_sent = *held = 0;
     r = db_alarm_recipients(al->db, a, factory_id, alarm_id, &rc, &n);
+    if (r == 0 && n > 0) {
+        struct chat_burst **more = arena_alloc(a, sizeof(*more) * (size_t)(sent->n + n));
+        if (!more)
+            return -ENOMEM;
+        if (sent->n)
+            memcpy(more, sent->b, sizeof(*more) * (size_t)sent->n);
+        sent->b = more;
+    }
     for (int i = 0; r == 0 && i < n; i++) {
         struct chat_burst *b = burst_of(al, rc[i].channel, rc[i].chat_id);
         enum channel ch;
@@ -438,7 +496,7 @@ static int fan_out(struct alerts *al, struct arena *a, int64_t factory_id, int64
         if (!burst_room(b, now, al->cfg->alarm_storm_window_s)) {
             r = db_alarm_delivery_add(al->db, factory_id, alarm_id, rc[i].user_id, "alarm",
                                       rc[i].channel, rc[i].chat_id, "held", 0);
-            (*held)++;
+            sent->held++;
         } else {
             if (!have_reply) {
                 r = alarm_reply(al->db, a, factory_id, alarm_id, false, &rep);
@@ -454,8 +512,8 @@ static int fan_out(struct alerts *al, struct arena *a, int64_t factory_id, int64
             if (r == 0)
                 r = db_alarm_delivery_add(al->db, factory_id, alarm_id, rc[i].user_id, "alarm",
                                           rc[i].channel, rc[i].chat_id, "queued", outbox);
-            if (r == 0 && b && *n_sent < max_sent)
-                sent[(*n_sent)++] = b;
+            if (r == 0 && b)
+                sent->b[sent->n++] = b;
         }
         if (r == -EEXIST) /* delivered before (a message seen twice) */
             r = 0;
@@ -468,42 +526,39 @@ static int fan_out(struct alerts *al, struct arena *a, int64_t factory_id, int64
  * when it gave up. */
 static int raise_alarm(struct alerts *al, struct arena *a, const struct alarm_new *an)
 {
-    struct chat_burst *sent[64];
-    int n_sent = 0, held = 0, r;
     int64_t id = 0;
+    int r;
 
     for (int attempt = 0;; attempt++) {
+        struct sent_list sent = {0};
         double now = now_epoch();
 
         r = db_begin(al->db);
         if (r == 0)
             r = db_alarm_raise(al->db, an, &id);
         if (r == 0)
-            r = fan_out(al, a, an->factory_id, id, now, sent, &n_sent, 64, &held);
+            r = fan_out(al, a, an->factory_id, id, now, &sent);
         if (r == 0)
             r = db_commit(al->db);
         if (r == 0) {
-            for (int i = 0; i < n_sent; i++) {
-                sent[i]->sent[sent[i]->next] = now;
-                sent[i]->next = (sent[i]->next + 1) % STORM_BURST;
-            }
-            COUNT(al, deliveries, (unsigned long)n_sent);
-            COUNT(al, held, (unsigned long)held);
+            count_sent(al, &sent, now);
             log_info("mqtt.alarm",
                      "alarm=%lld factory=%lld device=%lld severity=%s messages=%d "
                      "held=%d",
                      (long long)id, (long long)an->factory_id, (long long)an->device_id,
-                     an->severity, n_sent, held);
+                     an->severity, sent.n, sent.held);
             return 0;
         }
         db_rollback(al->db);
         if (r == -EEXIST)
             return r;
         COUNT(al, db_errors, 1);
-        if (!transient(r) || al->stop) {
+        if (!retry_db(r, attempt) || al->stop) {
             char q[300];
-            log_error("mqtt.alarm_failed", "err=%s detail=%s", strerror(-r),
-                      log_quote(q, sizeof(q), db_errmsg(al->db)));
+            log_error("mqtt.alarm_failed", "err=%s detail=%s attempts=%d", strerror(-r),
+                      log_quote(q, sizeof(q), db_errmsg(al->db)), attempt + 1);
+            if (al->stop && retry_db(r, attempt))
+                al->unacked = true; /* the broker gives it to the next Rivet */
             return r;
         }
         if (attempt == 0 || attempt % 10 == 0) {
@@ -527,29 +582,49 @@ static struct device_state *device_for(struct alerts *al, struct arena *a,
     char k[96];
     int r;
 
+    struct unknown_device *u;
+    double now = now_epoch();
+
     snprintf(k, sizeof(k), "%lld/%s", (long long)fr->f.id, key);
     if ((d = map_get(&al->devices, k)))
         return d;
+    /* A key refused a moment ago is refused again without asking: a
+     * gateway making up keys does not get the database's attention for
+     * each message. */
+    if ((u = map_get(&al->unknown, k)) && u->until > now) {
+        drop(al, u->why, topic);
+        return NULL;
+    }
     /* Registered by another process, or new. */
     for (int attempt = 0;; attempt++) {
         r = fr->f.auto_register
                 ? db_device_register(al->db, a, fr->f.id, key, fr->f.max_devices, &dev)
                 : db_device_get(al->db, a, fr->f.id, key, &dev);
-        if (r == 0 || !transient(r) || al->stop)
+        if (r == 0 || !retry_db(r, attempt) || al->stop)
             break;
         COUNT(al, db_errors, 1);
         nap(&al->stop, backoff_ms(attempt, 200, 5000));
     }
-    if (r == -ENOENT) {
-        drop(al, DROP_UNKNOWN_DEVICE, topic);
-        return NULL;
-    }
-    if (r == -ENOSPC) {
-        drop(al, DROP_DEVICE_LIMIT, topic);
+    if (r == -ENOENT || r == -ENOSPC) {
+        enum drop_reason why = r == -ENOENT ? DROP_UNKNOWN_DEVICE : DROP_DEVICE_LIMIT;
+        if (al->unknown.n >= 10000)
+            map_clear(&al->unknown, free_ptr);
+        if (!u && (u = calloc(1, sizeof(*u))) && map_put(&al->unknown, k, u) < 0) {
+            free(u);
+            u = NULL;
+        }
+        if (u) {
+            u->until = now + 60;
+            u->why = why;
+        }
+        drop(al, why, topic);
         return NULL;
     }
     if (r < 0) {
-        drop(al, DROP_DATABASE, topic);
+        if (al->stop && retry_db(r, 0))
+            al->unacked = true;
+        else
+            drop(al, DROP_DATABASE, topic);
         return NULL;
     }
     if (!(d = device_add(al, fr->f.id, key, dev.id, dev.last_seen_epoch)))
@@ -558,11 +633,14 @@ static struct device_state *device_for(struct alerts *al, struct arena *a,
     return d;
 }
 
-/* Notes the time and any metric names the device has not shown before. */
-static void device_seen(struct device_state *d, const struct telemetry *t)
+/* Notes that the device spoke, and any metric names it has not shown
+ * before. Liveness is when the message arrived, not the device's own
+ * clock: a device whose clock lags, or a gateway's backlog, is not
+ * "offline". */
+static void device_seen(struct device_state *d, const struct telemetry *t, double now)
 {
-    if (t->ts > d->last_seen) {
-        d->last_seen = t->ts;
+    if (now > d->last_seen) {
+        d->last_seen = now;
         d->dirty = true;
     }
     for (int i = 0; i < t->n_metrics && d->n_params < MAX_PARAMS; i++) {
@@ -606,7 +684,8 @@ static void evaluate(struct alerts *al, struct arena *a, const struct factory_ru
             continue;
         snprintf(k, sizeof(k), "%lld/%lld", (long long)fr->rule_ids[i], (long long)d->id);
         cd = map_get(&al->cooldowns, k);
-        if (cd && t->ts < cd->until && t->ts >= cd->until - rule_cooldown_s(rule)) {
+        if (cd && ((cd->last && fabs(t->ts - cd->last) < rule_cooldown_s(rule)) ||
+                   now_epoch() < cd->quiet)) {
             COUNT(al, repeats, 1);
             continue;
         }
@@ -627,17 +706,20 @@ static void evaluate(struct alerts *al, struct arena *a, const struct factory_ru
             COUNT(al, alarms[rule_severity(rule)], 1);
         else if (r == -EEXIST)
             COUNT(al, repeats, 1);
-        /* Whether recorded now or before (another process, a redelivery),
-         * the rule rests for this device; the database has the last word,
-         * so the rest is short when the alarm was not ours. */
+        /* The rule rests for this device: around our own alarm for its
+         * cooldown; after another's (another process, a redelivery), whose
+         * time the database did not say, the database is asked again in
+         * 10 s at the latest. */
         if (!cd && (cd = calloc(1, sizeof(*cd))) && map_put(&al->cooldowns, k, cd) < 0) {
             free(cd);
             cd = NULL;
         }
+        if (cd && r == 0)
+            cd->last = t->ts;
+        else if (cd && r == -EEXIST)
+            cd->quiet = now_epoch() + (rule_cooldown_s(rule) < 10 ? rule_cooldown_s(rule) : 10);
         if (cd)
-            cd->until =
-                t->ts + (r == 0 ? rule_cooldown_s(rule)
-                                : (rule_cooldown_s(rule) < 10 ? rule_cooldown_s(rule) : 10));
+            cd->keep = now_epoch() + 2.0 * rule_cooldown_s(rule) + 10;
     }
 }
 
@@ -694,7 +776,7 @@ static void handle(struct alerts *al, const struct mosquitto_message *m)
     }
     if (!(d = device_for(al, a, fr, key, m->topic)))
         return;
-    device_seen(d, &t);
+    device_seen(d, &t, now_epoch());
     if (kind == TOPIC_ALARM)
         device_alarm(al, a, fr, d, &t);
     else
@@ -729,7 +811,7 @@ static int edit_copies(struct alerts *al, struct arena *a, int64_t factory_id, i
     return r;
 }
 
-static void flush_devices(struct alerts *al)
+static int flush_devices(struct alerts *al)
 {
     struct arena *a = al->msg_arena;
     struct device_seen *s;
@@ -739,7 +821,7 @@ static void flush_devices(struct alerts *al)
     arena_reset(a);
     s = arena_alloc(a, sizeof(*s) * (al->devices.n + 1));
     if (!s)
-        return;
+        return -ENOMEM;
     for (size_t i = 0; i < al->devices.cap; i++) {
         struct device_state *d = al->devices.slots[i].key ? al->devices.slots[i].val : NULL;
         if (!d || !d->dirty)
@@ -750,7 +832,7 @@ static void flush_devices(struct alerts *al)
                                       .n_params = d->n_new};
     }
     if (n == 0)
-        return;
+        return 0;
     r = db_begin(al->db);
     if (r == 0)
         r = db_devices_seen(al->db, a, s, n, &back, &facs, &n_back);
@@ -764,7 +846,7 @@ static void flush_devices(struct alerts *al)
         COUNT(al, db_errors, 1);
         log_warn("mqtt.flush_failed", "devices=%d err=%s detail=%s", n, strerror(-r),
                  log_quote(q, sizeof(q), db_errmsg(al->db)));
-        return; /* still dirty: the next flush tries again */
+        return r; /* still dirty: the next flush tries again */
     }
     for (size_t i = 0; i < al->devices.cap; i++) {
         struct device_state *d = al->devices.slots[i].key ? al->devices.slots[i].val : NULL;
@@ -777,34 +859,33 @@ static void flush_devices(struct alerts *al)
         COUNT(al, back_online, (unsigned long)n_back);
         log_info("mqtt.back_online", "alarms=%d", n_back);
     }
+    return 0;
 }
 
 /* Alarms that went quiet devices raised: one transaction per alarm. */
-static void check_offline(struct alerts *al)
+static int check_offline(struct alerts *al)
 {
     struct arena *a = al->msg_arena;
+    struct sent_list sent = {0};
+    double now = now_epoch();
     int64_t *ids, *facs;
-    int n, r;
+    int n = 0, r;
 
     if (!al->connected_since)
-        return;
+        return 0;
     /* What the cache saw first: a device whose news is still in memory is
      * not offline. */
-    flush_devices(al);
+    r = flush_devices(al);
+    if (r < 0)
+        return r;
     arena_reset(a);
     r = db_begin(al->db);
     if (r == 0)
-        r = db_devices_offline(al->db, a, now_epoch() - al->connected_since, &ids, &facs, &n);
-    for (int i = 0; r == 0 && i < n; i++) {
-        struct chat_burst *sent[64];
-        int n_sent, held;
-        r = fan_out(al, a, facs[i], ids[i], now_epoch(), sent, &n_sent, 64, &held);
-        if (r == 0) {
-            COUNT(al, alarms[SEV_HIGH], 1);
-            COUNT(al, deliveries, (unsigned long)n_sent);
-            COUNT(al, held, (unsigned long)held);
-        }
-    }
+        r = db_devices_offline(al->db, a, now - al->connected_since, &ids, &facs, &n);
+    /* A switch that fails takes many devices with it: their alarms go
+     * through the storm rules like any others. */
+    for (int i = 0; r == 0 && i < n; i++)
+        r = fan_out(al, a, facs[i], ids[i], now, &sent);
     if (r == 0)
         r = db_commit(al->db);
     if (r < 0) {
@@ -813,12 +894,17 @@ static void check_offline(struct alerts *al)
         COUNT(al, db_errors, 1);
         log_warn("mqtt.offline_failed", "err=%s detail=%s", strerror(-r),
                  log_quote(q, sizeof(q), db_errmsg(al->db)));
-    } else if (n) {
-        log_info("mqtt.offline", "alarms=%d", n);
+        return r;
     }
+    count_sent(al, &sent, now);
+    if (n) {
+        COUNT(al, alarms[SEV_HIGH], (unsigned long)n);
+        log_info("mqtt.offline", "alarms=%d messages=%d held=%d", n, sent.n, sent.held);
+    }
+    return 0;
 }
 
-static void escalate(struct alerts *al)
+static int escalate(struct alerts *al)
 {
     struct arena *a = al->msg_arena;
     struct alarm *due;
@@ -869,11 +955,12 @@ static void escalate(struct alerts *al)
     } else if (n) {
         COUNT(al, escalations, (unsigned long)n);
     }
+    return r;
 }
 
 /* Storm summaries: each chat whose held alarms waited a whole window gets
  * them in one message. */
-static void summarize(struct alerts *al)
+static int summarize(struct alerts *al)
 {
     struct arena *a = al->msg_arena;
     struct held_chat *hc;
@@ -894,6 +981,8 @@ static void summarize(struct alerts *al)
         if (r == 0)
             r = db_alarm_held_take(al->db, a, hc[i].channel, hc[i].chat_id, &alarms, &na);
         if (r == 0 && na > 0) {
+            /* A storm of one is that alarm's own card, which acknowledging
+             * edits like any other. */
             if (na == 1)
                 r = alarm_reply(al->db, a, alarms[0].factory_id, alarms[0].id, false, &rep);
             else
@@ -901,7 +990,8 @@ static void summarize(struct alerts *al)
             if (r == 0)
                 r = channel_queue(al->db, a, ch, hc[i].chat_id, &rep, &outbox);
             if (r == 0)
-                r = db_alarm_held_done(al->db, hc[i].channel, hc[i].chat_id, outbox);
+                r = db_alarm_held_done(al->db, hc[i].channel, hc[i].chat_id, outbox,
+                                       na == 1 ? "queued" : "summarized");
         }
         if (r == 0 || r == -ENOTSUP)
             r = db_commit(al->db);
@@ -920,6 +1010,7 @@ static void summarize(struct alerts *al)
         log_warn("mqtt.summary_failed", "err=%s detail=%s", strerror(-r),
                  log_quote(q, sizeof(q), db_errmsg(al->db)));
     }
+    return r;
 }
 
 static void log_stats(struct alerts *al)
@@ -939,16 +1030,39 @@ static void log_stats(struct alerts *al)
              c.deliveries, c.held, c.summaries, c.escalations, al->devices.n);
 }
 
+/* Forgets rests that are over, when there are many: the map would
+ * otherwise grow to rules × devices. */
+static void prune_cooldowns(struct alerts *al)
+{
+    struct map keep = {0};
+    double now = now_epoch();
+
+    if (al->cooldowns.n < 100000)
+        return;
+    for (size_t i = 0; i < al->cooldowns.cap; i++) {
+        struct slot *s = &al->cooldowns.slots[i];
+        struct cooldown *cd = s->val;
+        if (!s->key)
+            continue;
+        if (cd->keep > now && map_put(&keep, s->key, cd) == 0)
+            s->val = NULL; /* moved */
+    }
+    map_clear(&al->cooldowns, free_ptr);
+    al->cooldowns = keep;
+}
+
 static void tick(struct alerts *al)
 {
     long now = now_ms();
     int r;
 
     /* A NOTIFY from `rivet rule` or `rivet factory set`: reload now. So
-     * after a lost connection (a new one listens again, but what was said
+     * after the connection came back (it listens again, but what was said
      * meanwhile is gone). */
+    if (now < al->db_wait_until)
+        return;
     r = db_wait_notify(al->db, 0);
-    if (r != 0 || now >= al->next_reload) {
+    if (r > 0 || now >= al->next_reload) {
         r = load_rules(al);
         if (r < 0) {
             char q[300];
@@ -957,23 +1071,34 @@ static void tick(struct alerts *al)
         }
         al->next_reload = now + (r < 0 ? 5000 : RELOAD_MS);
     }
-    if (now >= al->next_flush) {
-        flush_devices(al);
-        summarize(al);
+    if (r == 0 && now >= al->next_flush) {
+        r = flush_devices(al);
+        if (r == 0)
+            r = summarize(al);
         al->next_flush = now + FLUSH_MS;
     }
-    if (now >= al->next_escalate) {
-        escalate(al);
+    if (r == 0 && now >= al->next_escalate) {
+        r = escalate(al);
         al->next_escalate = now + ESCALATE_MS;
     }
-    if (now >= al->next_offline) {
-        check_offline(al);
+    if (r == 0 && now >= al->next_offline) {
+        r = check_offline(al);
         al->next_offline = now + OFFLINE_MS;
     }
     if (now >= al->next_stats) {
         if (al->next_stats)
             log_stats(al);
+        prune_cooldowns(al);
         al->next_stats = now + STATS_MS;
+    }
+    /* The database away: the periodic work waits, with backoff, rather
+     * than try (and log) every tick; a message that needs the database
+     * waits in its own retries, and the broker holds the rest. */
+    if (r < 0) {
+        al->db_wait_until = now + backoff_ms(al->db_failures++, 1000, 30000);
+        al->next_reload = 0; /* reload once it is back: NOTIFYs were lost */
+    } else {
+        al->db_failures = 0;
     }
 }
 
@@ -1083,12 +1208,59 @@ static int client_new(struct alerts *al)
     return 0;
 }
 
-static void try_connect(struct alerts *al)
+/* Whether the broker's port answers within 3 s. mosquitto_connect()
+ * blocks in connect(2), for minutes when a firewall drops packets, and the
+ * thread's other work (escalations, storm summaries) must not wait that
+ * long. Returns 0, or -errno for the log. */
+static int reachable(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+    char ps[8];
+    int r = -EHOSTUNREACH;
+
+    snprintf(ps, sizeof(ps), "%d", port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0)
+        return -EHOSTUNREACH;
+    for (ai = res; ai && r < 0; ai = ai->ai_next) {
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            r = 0;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            int err = 0;
+            socklen_t l = sizeof(err);
+            if (poll(&p, 1, 3000) != 1)
+                r = -ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0)
+                r = err ? -err : 0;
+        } else {
+            r = -errno;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return r;
+}
+
+/* Starts a connection; the CONNACK comes through the loop, to
+ * on_connect(). Returns whether the socket is up. */
+static bool try_connect(struct alerts *al)
 {
     mosquitto_property *props = NULL;
     bool v311 = al->v311;
-    int r;
+    int r = reachable(al->cfg->mqtt_host, al->cfg->mqtt_port);
 
+    if (r < 0) {
+        if (al->connect_failures == 0 || al->connect_failures % 10 == 0)
+            log_warn("mqtt.connect_failed", "host=%s port=%d err=\"%s\" attempt=%d",
+                     al->cfg->mqtt_host, al->cfg->mqtt_port, strerror(-r),
+                     al->connect_failures + 1);
+        al->next_connect = now_ms() + backoff_ms(al->connect_failures++, 500, 30000);
+        return false;
+    }
     if (!al->v311)
         mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, SESSION_EXPIRY_S);
     mosquitto_int_option(al->mosq, MOSQ_OPT_PROTOCOL_VERSION,
@@ -1097,15 +1269,15 @@ static void try_connect(struct alerts *al)
                                   al->cfg->mqtt_keepalive_s, NULL, props);
     mosquitto_property_free_all(&props);
     if (r == MOSQ_ERR_SUCCESS) {
-        /* CONNACK comes through the loop, to on_connect. */
-        al->next_connect = now_ms() + 10000;
-        return;
+        al->next_connect = now_ms() + 10000; /* the CONNACK's deadline */
+        return true;
     }
     if (al->connect_failures == 0 || al->connect_failures % 10 == 0)
         log_warn("mqtt.connect_failed", "host=%s port=%d err=\"%s\" attempt=%d", al->cfg->mqtt_host,
                  al->cfg->mqtt_port, r == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(r),
                  al->connect_failures + 1);
     al->next_connect = now_ms() + backoff_ms(al->connect_failures++, 500, 30000);
+    return false;
 }
 
 static void *alerts_main(void *arg)
@@ -1131,10 +1303,8 @@ static void *alerts_main(void *arg)
     }
     al->next_reload = now_ms() + RELOAD_MS;
     while (!al->stop) {
-        if (!socket_up && now_ms() >= al->next_connect) {
-            try_connect(al);
-            socket_up = al->next_connect > now_ms() + 5000;
-        }
+        if (!socket_up && now_ms() >= al->next_connect)
+            socket_up = try_connect(al);
         if (socket_up) {
             bool was_v311 = al->v311;
             int r = mosquitto_loop(al->mosq, 100, 1);
@@ -1160,9 +1330,14 @@ static void *alerts_main(void *arg)
         tick(al);
     }
     flush_devices(al);
-    if (socket_up) {
+    if (socket_up && !al->unacked) {
         mosquitto_disconnect(al->mosq);
         mosquitto_loop(al->mosq, 100, 1);
+    } else if (al->unacked) {
+        /* Its PUBACK is queued: closing without a loop keeps it unsent,
+         * and the broker delivers the message to the next Rivet. */
+        log_warn("mqtt.unacked", "msg=\"stopping with a message not recorded (the database "
+                                 "is away); the broker will deliver it again\"");
     }
     log_stats(al);
     return NULL;
@@ -1191,11 +1366,6 @@ fail:
     pthread_mutex_destroy(&al->lock);
     free(al);
     return r;
-}
-
-static void free_ptr(void *p)
-{
-    free(p);
 }
 
 void alerts_stop(struct alerts *al)

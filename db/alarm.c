@@ -648,14 +648,15 @@ int db_rule_save(struct db *db, int64_t factory_id, const char *name, const char
                  const char *definition, bool replace, int64_t *id)
 {
     /* Without replace the DO UPDATE's WHERE is false: a clash returns no
-     * row. A replaced rule keeps its active flag: switching it is
-     * db_rule_set_active()'s. */
+     * row. The active column follows the definition's "active" (true when
+     * absent), so what the file says is what runs. */
     static const struct db_stmt st = {
         "rule_save",
-        "WITH s AS (INSERT INTO alert_rules (factory_id, name, severity, definition) "
-        "  VALUES ($1, $2, $3, $4::jsonb) "
+        "WITH s AS (INSERT INTO alert_rules (factory_id, name, severity, definition, active) "
+        "  VALUES ($1, $2, $3, $4::jsonb, coalesce(($4::jsonb ->> 'active')::boolean, true)) "
         "  ON CONFLICT (factory_id, name) DO UPDATE SET severity = excluded.severity, "
-        "    definition = excluded.definition, updated_at = now() WHERE $5::boolean "
+        "    definition = excluded.definition, active = excluded.active, updated_at = now() "
+        "  WHERE $5::boolean "
         "  RETURNING id) "
         "SELECT id, pg_notify($6, '') FROM s",
         6};
@@ -683,7 +684,8 @@ int db_rule_set_active(struct db *db, int64_t factory_id, int64_t id, bool activ
 {
     static const struct db_stmt st = {
         "rule_set_active",
-        "WITH u AS (UPDATE alert_rules SET active = $3, updated_at = now() "
+        "WITH u AS (UPDATE alert_rules SET active = $3, updated_at = now(), "
+        "    definition = jsonb_set(definition, '{active}', to_jsonb($3::boolean)) "
         "  WHERE factory_id = $1 AND id = $2 RETURNING id) "
         "SELECT pg_notify($4, '') FROM u",
         4};
@@ -754,10 +756,15 @@ out:
 int db_alarm_raise(struct db *db, const struct alarm_new *n, int64_t *id)
 {
     /* A rule's alarm: none of the same rule and device observed within
-     * the cooldown before this one, (t - cooldown, t], a range
-     * alarms_cooldown answers. The same instant again (a redelivered
-     * message, which with cooldown 0 the range does not cover, or a race)
-     * meets alarms_rule_once: DO NOTHING, -EEXIST either way. */
+     * the cooldown of this one on either side (messages arrive out of
+     * order: a gateway's backlog, two processes splitting one device's
+     * stream), a range alarms_cooldown answers. The transaction-scoped
+     * advisory lock on (rule, device) makes two processes take turns, so
+     * neither misses the other's alarm. The same instant again (a
+     * redelivered message with cooldown 0) meets alarms_rule_once: DO
+     * NOTHING, -EEXIST either way. */
+    static const struct db_stmt lock = {"alarm_raise_lock",
+                                        "SELECT pg_advisory_xact_lock($1::int, $2::int)", 2};
     static const struct db_stmt rule = {
         "alarm_raise_rule",
         "INSERT INTO alarms (factory_id, device_id, rule_id, source, severity, message, "
@@ -766,7 +773,8 @@ int db_alarm_raise(struct db *db, const struct alarm_new *n, int64_t *id)
         "  coalesce($6::jsonb, '{}'::jsonb), to_timestamp($7::double precision) "
         "WHERE NOT EXISTS (SELECT 1 FROM alarms a WHERE a.factory_id = $1::bigint "
         "  AND a.rule_id = $3::bigint AND a.device_id = $2::bigint "
-        "  AND a.observed_at <= to_timestamp($7::double precision) "
+        "  AND a.observed_at < to_timestamp($7::double precision) + make_interval(secs => "
+        "$8::int) "
         "  AND a.observed_at > to_timestamp($7::double precision) - make_interval(secs => "
         "$8::int)) "
         "ON CONFLICT (factory_id, rule_id, device_id, observed_at) WHERE rule_id IS NOT NULL "
@@ -795,6 +803,14 @@ int db_alarm_raise(struct db *db, const struct alarm_new *n, int64_t *id)
     case ALARM_RULE:
         if (!n->rule_id)
             return -EINVAL;
+        /* int4 halves of the ids: a collision only makes two alarms wait
+         * for each other */
+        r = db_query(
+            db, &lock,
+            (const char *[]){db_num(&rid, (int32_t)n->rule_id), db_num(&cd, (int32_t)n->device_id)},
+            NULL);
+        if (r < 0)
+            return r;
         r = db_query(db, &rule,
                      (const char *[]){fid.s, did.s, db_num(&rid, n->rule_id), n->severity,
                                       n->message, n->snapshot, t.s,
@@ -1349,20 +1365,23 @@ int db_alarm_held_take(struct db *db, struct arena *a, const char *channel, cons
     return alarm_many(db, a, &st, (const char *[]){channel, chat_id}, ret, n);
 }
 
-int db_alarm_held_done(struct db *db, const char *channel, const char *chat_id, int64_t outbox_id)
+int db_alarm_held_done(struct db *db, const char *channel, const char *chat_id, int64_t outbox_id,
+                       const char *state)
 {
     static const struct db_stmt st = {
         "alarm_held_done",
-        "UPDATE alarm_deliveries SET state = 'summarized', outbox_id = $3::bigint "
+        "UPDATE alarm_deliveries SET state = $4, outbox_id = $3::bigint "
         "WHERE id = ANY (" HELD_IDS ") AND state = 'held' AND channel = $1 AND chat_id = $2",
-        3};
+        4};
     struct db_num oid;
 
-    if (!channel || !chat_id)
+    if (!channel || !chat_id || !state ||
+        (strcmp(state, "summarized") != 0 && strcmp(state, "queued") != 0))
         return -EINVAL;
-    return db_query(db, &st,
-                    (const char *[]){channel, chat_id, outbox_id ? db_num(&oid, outbox_id) : NULL},
-                    NULL);
+    return db_query(
+        db, &st,
+        (const char *[]){channel, chat_id, outbox_id ? db_num(&oid, outbox_id) : NULL, state},
+        NULL);
 }
 
 int db_alarm_escalations_due(struct db *db, struct arena *a, int limit, struct alarm **ret, int *n)

@@ -69,8 +69,8 @@ int db_device_link(struct db *db, int64_t factory_id, const char *key, int64_t e
 /* What the alert thread saw of a device since its last flush. */
 struct device_seen {
     int64_t device_id;
-    double last_seen;           /* seconds since the epoch */
-    const char *const *params;  /* new metric names, may be NULL */
+    double last_seen;          /* seconds since the epoch */
+    const char *const *params; /* new metric names, may be NULL */
     int n_params;
 };
 
@@ -131,12 +131,12 @@ int db_alarm_raise(struct db *db, const struct alarm_new *n, int64_t *id);
 struct alarm {
     int64_t id, factory_id, device_id, rule_id, equipment_id, work_order_id;
     const char *source, *code, *severity, *message, *snapshot;
-    const char *device_key, *rule_name;                   /* rule_name NULL unless a rule */
-    const char *equipment_number, *equipment_label;       /* NULL when the device is not linked */
-    const char *work_order_number;                        /* NULL when none */
-    const char *observed_at;                              /* local "YYYY-MM-DD HH:MM" */
-    const char *acknowledged_at, *acknowledged_by;        /* local "HH:MM", name; NULL when not */
-    const char *resolved_at, *resolved_by;                /* resolved_by NULL: by Rivet */
+    const char *device_key, *rule_name;             /* rule_name NULL unless a rule */
+    const char *equipment_number, *equipment_label; /* NULL when the device is not linked */
+    const char *work_order_number;                  /* NULL when none */
+    const char *observed_at;                        /* local "YYYY-MM-DD HH:MM" */
+    const char *acknowledged_at, *acknowledged_by;  /* local "HH:MM", name; NULL when not */
+    const char *resolved_at, *resolved_by;          /* resolved_by NULL: by Rivet */
     bool acknowledged, resolved, escalated;
 };
 
@@ -197,14 +197,15 @@ int db_alarm_held_due(struct db *db, struct arena *a, double window_s, struct he
  * and returns their alarms, most severe first, then newest. */
 int db_alarm_held_take(struct db *db, struct arena *a, const char *channel, const char *chat_id,
                        struct alarm **ret, int *n);
-/* Marks the chat's held deliveries summarized by the outbox row. */
-int db_alarm_held_done(struct db *db, const char *channel, const char *chat_id,
-                       int64_t outbox_id);
+/* Marks the deliveries db_alarm_held_take() locked as sent by the outbox
+ * row: state "summarized" (a summary), or "queued" when the row is the one
+ * alarm's own card (a storm of one), which acknowledging then edits. */
+int db_alarm_held_done(struct db *db, const char *channel, const char *chat_id, int64_t outbox_id,
+                       const char *state);
 
 /* Critical alarms nobody acknowledged within their factory's escalate_s,
  * not yet escalated, locked (SKIP LOCKED); at most limit. */
-int db_alarm_escalations_due(struct db *db, struct arena *a, int limit, struct alarm **ret,
-                             int *n);
+int db_alarm_escalations_due(struct db *db, struct arena *a, int limit, struct alarm **ret, int *n);
 int db_alarm_escalated(struct db *db, int64_t factory_id, int64_t id);
 
 /* ---- subscriptions and mutes ---- */

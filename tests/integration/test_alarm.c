@@ -235,6 +235,10 @@ static void test_rule_cooldown(void **state)
     /* past the cooldown */
     assert_int_equal(raise_rule(f, f->alpha, f->press, f->rule, "high", T_WINTER + 60, 60, &a2), 0);
     assert_true(a2 > a1);
+    /* out of order: a message observed before a2 but within its cooldown (a
+     * gateway's backlog, another process's share of the stream) */
+    assert_int_equal(raise_rule(f, f->alpha, f->press, f->rule, "high", T_WINTER + 30, 60, NULL),
+                     -EEXIST);
     /* cooldown 0: every new instant is new, a redelivered one is not */
     assert_int_equal(raise_rule(f, f->alpha, f->press, f->rule, "high", T_WINTER + 61, 0, &a3), 0);
     assert_int_equal(raise_rule(f, f->alpha, f->press, f->rule, "high", T_WINTER + 61, 0, NULL),
@@ -1186,7 +1190,7 @@ static void test_held(void **state)
     assert_int_equal(db_alarm_held_take(db2, f->a, "telegram", "1002", &v, &n), 0);
     assert_int_equal(n, 1);
     /* marking what it did not take touches nothing */
-    assert_int_equal(db_alarm_held_done(db2, "telegram", "1001", 0), 0);
+    assert_int_equal(db_alarm_held_done(db2, "telegram", "1001", 0, "summarized"), 0);
     assert_int_equal(db_rollback(db2), 0);
 
     /* held (by another process) while the summary is being written: not
@@ -1195,7 +1199,7 @@ static void test_held(void **state)
                                            "1001", "held", 0),
                      0);
     ob = outbox_row(f, "1001");
-    assert_int_equal(db_alarm_held_done(f->db, "telegram", "1001", ob), 0);
+    assert_int_equal(db_alarm_held_done(f->db, "telegram", "1001", ob, "summarized"), 0);
     assert_int_equal(db_commit(f->db), 0);
 
     {
@@ -1219,7 +1223,7 @@ static void test_held(void **state)
     PQclear(pgtest_q(f->c, "UPDATE alarm_deliveries SET created_at = now() - interval '1 minute'",
                      NULL));
     assert_int_equal(db_alarm_held_take(f->db, f->a, "telegram", "1002", &v, &n), 0);
-    assert_int_equal(db_alarm_held_done(f->db, "telegram", "1002", ob), 0);
+    assert_int_equal(db_alarm_held_done(f->db, "telegram", "1002", ob, "summarized"), 0);
     assert_int_equal(
         pgtest_qint(f->c, "SELECT count(*) FROM alarm_deliveries WHERE state = 'held'", NULL), 2);
     db_close(db2);
@@ -1389,8 +1393,13 @@ static void test_rules(void **state)
     assert_int_equal(id, f->rule);
     cold = rule(f, f->alpha, "cold", "low");
     assert_int_equal(db_rule_set_active(f->db, f->alpha, cold, false), 0);
-    /* a replaced rule keeps its switch */
-    assert_int_equal(db_rule_save(f->db, f->alpha, "cold", "medium", "{\"v\": 3}", true, &id2), 0);
+    /* the switch is written into the definition too */
+    assert_int_equal(db_rule_list(f->db, f->a, f->alpha, false, &v, &n), 0);
+    assert_string_equal(v[0].definition, "{\"when\": {\"temp\": {\">\": 80}}, \"active\": false}");
+    /* a replaced rule takes its switch from the file (true when absent) */
+    assert_int_equal(db_rule_save(f->db, f->alpha, "cold", "medium",
+                                  "{\"v\": 3, \"active\": false}", true, &id2),
+                     0);
     assert_int_equal(id2, cold);
     ev = rule(f, f->alpha, evil, "critical");
 
@@ -1402,7 +1411,7 @@ static void test_rules(void **state)
     assert_int_equal(v[0].id, cold);
     assert_string_equal(v[0].name, "cold");
     assert_string_equal(v[0].severity, "medium");
-    assert_string_equal(v[0].definition, "{\"v\": 3}");
+    assert_string_equal(v[0].definition, "{\"v\": 3, \"active\": false}");
     assert_false(v[0].active);
     assert_int_equal(v[1].id, f->rule);
     assert_string_equal(v[1].severity, "critical");
