@@ -186,10 +186,11 @@ int cmd_help(struct hctx *ctx, struct args *args)
         rb_addf(&rb, "\n%s\n  %s\n  e.g. %s\n", usages[i].usage, usages[i].what, usages[i].example);
     }
     if (!want)
-        rb_addf(&rb,
-                "\nStatus: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 "
-                "cancelled\nPriority and alarm severity: 🔵 low · 🟡 medium · 🟠 high · 🔴 "
-                "critical\n");
+        rb_addf(
+            &rb,
+            "\nStatus: 🟢 open · 🟡 in progress · ⏸ on hold · ✅ completed · 🔴 "
+            "cancelled\nPriority and alarm severity: 🔵 low · 🟡 medium · 🟠 high · 🔴 "
+            "critical\n");
     rb_send(ctx, &rb);
     return 0;
 }
