@@ -334,6 +334,10 @@ int main(int argc, char **argv)
 
     /* One-time library set-up, before any thread starts. */
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* libpq waits for the kernel's TCP timeout (minutes) on a database
+     * host that drops packets; a thread reconnecting would stall that
+     * long. DATABASE_URL's own connect_timeout still wins. */
+    setenv("PGCONNECT_TIMEOUT", "10", 0);
     signal(SIGPIPE, SIG_IGN);
     ocr_global_init();
     mosquitto_lib_init();
