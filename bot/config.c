@@ -236,6 +236,10 @@ static int mqtt_load(struct config *cfg, char *err, size_t errlen)
                  "each process");
         return -EINVAL;
     }
+    if (cfg->mqtt_ca_file && !cfg->mqtt_tls) {
+        snprintf(err, errlen, "MQTT_CA_FILE is set, but MQTT_URL is not mqtts:// (TLS)");
+        return -EINVAL;
+    }
     if (cfg->mqtt_ca_file && access(cfg->mqtt_ca_file, R_OK) != 0) {
         snprintf(err, errlen, "MQTT_CA_FILE %.200s cannot be read", cfg->mqtt_ca_file);
         return -EINVAL;

@@ -205,7 +205,7 @@ struct alerts {
     int db_failures;    /* periodic work that failed in a row */
     long db_wait_until; /* monotonic ms: periodic work waits for the database */
 
-    bool connected, v311;
+    bool connected, v311, refused;
     double connected_since; /* epoch; 0 while not connected */
     int connect_failures;
     long next_connect, next_flush, next_escalate, next_offline, next_reload, next_stats;
@@ -1119,8 +1119,10 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
             log_warn("mqtt.protocol", "msg=\"the broker refused MQTT 5; using 3.1.1\"");
             al->v311 = true;
         } else {
-            log_warn("mqtt.refused", "reason=%d detail=\"%s\"", rc, mosquitto_reason_string(rc));
+            log_warn("mqtt.refused", "reason=%d detail=\"%s\" attempt=%d", rc,
+                     mosquitto_reason_string(rc), al->connect_failures + 1);
         }
+        al->refused = true; /* the broker said why: no second line for it */
         return;
     }
     for (int i = 0; i < 2; i++) {
@@ -1160,6 +1162,28 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
     pthread_mutex_unlock(&al->lock);
 }
 
+/* libmosquitto's own errors and warnings (a TLS handshake's reason from
+ * OpenSSL, a protocol error) into Rivet's log, at most 5 lines every 10 s:
+ * a broker refusing every attempt must not flood it. */
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+    static __thread long window;
+    static __thread int lines;
+    long now = now_ms();
+    char q[300];
+
+    (void)mosq;
+    (void)obj;
+    if (!(level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING)))
+        return;
+    if (now - window > 10000) {
+        window = now;
+        lines = 0;
+    }
+    if (lines++ < 5)
+        log_warn("mqtt.library", "detail=%s", log_quote(q, sizeof(q), str));
+}
+
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
                        const mosquitto_property *props)
 {
@@ -1192,6 +1216,7 @@ static int client_new(struct alerts *al)
     mosquitto_connect_v5_callback_set(al->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(al->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(al->mosq, on_message);
+    mosquitto_log_callback_set(al->mosq, on_log);
     if (cfg->mqtt_username &&
         (r = mosquitto_username_pw_set(al->mosq, cfg->mqtt_username, cfg->mqtt_password)) !=
             MOSQ_ERR_SUCCESS)
@@ -1309,9 +1334,14 @@ static void *alerts_main(void *arg)
             bool was_v311 = al->v311;
             int r = mosquitto_loop(al->mosq, 100, 1);
             if (r != MOSQ_ERR_SUCCESS || al->v311 != was_v311) {
-                if (al->v311 == was_v311 && (al->connect_failures == 0 || al->connected))
-                    log_warn("mqtt.connection_lost", "err=\"%s\"",
-                             r == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(r));
+                /* Once when a connection that worked is lost, then every
+                 * tenth failed attempt, as for connect_failed. */
+                if (al->v311 == was_v311 && !al->refused &&
+                    (al->connected || al->connect_failures % 10 == 0))
+                    log_warn("mqtt.connection_lost", "err=\"%s\" attempt=%d",
+                             r == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(r),
+                             al->connect_failures + 1);
+                al->refused = false;
                 on_disconnect(al->mosq, al, r, NULL);
                 mosquitto_disconnect(al->mosq);
                 socket_up = false;

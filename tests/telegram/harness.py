@@ -622,12 +622,21 @@ class Broker:
     folder, that a test may stop and start again (the broker scripts/test
     starts is shared by every test, so no test restarts that one)."""
 
-    def __init__(self, env):
+    def __init__(self, env, name="mosquitto", conf_extra="", client_args=()):
+        """name: its folder in the test's (one per broker when a test runs
+        several). conf_extra: lines appended to its mosquitto.conf; they
+        apply to its one listener (certfile, keyfile, cafile) or, for the
+        global security settings, override the ones above (a later
+        allow_anonymous false wins; per_listener_settings cannot be set
+        here, as it must come before them). client_args: what every
+        mosquitto_pub of publish*() adds (-u/-P, --cafile)."""
         self.env = env
-        self.dir = os.path.join(env.tmp, "mosquitto")
+        self.dir = os.path.join(env.tmp, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
         self.url = "mqtt://127.0.0.1:%d" % self.port
+        self.log_path = os.path.join(self.dir, "mosquitto.log")
+        self.client_args = list(client_args)
         self.proc = None
         self.starts = 0
         with open(os.path.join(self.dir, "mosquitto.conf"), "w") as f:
@@ -637,6 +646,7 @@ class Broker:
                     # cannot write the test's folder
                     "user root\nmax_queued_messages 100000\n"
                     "log_dest file %s/mosquitto.log\n" % (self.port, self.dir, self.dir))
+            f.write(conf_extra)
 
     def start(self):
         self.starts += 1
@@ -671,8 +681,8 @@ class Broker:
         """Publishes each payload (str or bytes) to topic, in order, with
         mosquitto_pub (one connection for all of them)."""
         data = b"".join((p if isinstance(p, bytes) else p.encode()) + b"\n" for p in payloads)
-        p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
-                            "-q", str(qos), "-t", topic, "-l"],
+        p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port)]
+                           + self.client_args + ["-q", str(qos), "-t", topic, "-l"],
                            input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         if p.returncode != 0:
             raise Fail("mosquitto_pub to %s exited %d: %s" % (topic, p.returncode,
@@ -681,8 +691,8 @@ class Broker:
     def publish_many(self, messages, qos=1):
         """Publishes [(topic, payload)] at once, one mosquitto_pub each, all
         started before any is waited for (a burst from many devices)."""
-        procs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
-                                   "-q", str(qos), "-t", t, "-m", p],
+        procs = [subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port)]
+                                  + self.client_args + ["-q", str(qos), "-t", t, "-m", p],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                  for t, p in messages]
         for p in procs:
@@ -696,8 +706,8 @@ class Broker:
         path = os.path.join(self.env.tmp, "payload.bin")
         with open(path, "wb") as f:
             f.write(payload)
-        p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port),
-                            "-q", str(qos), "-t", topic, "-f", path],
+        p = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self.port)]
+                           + self.client_args + ["-q", str(qos), "-t", topic, "-f", path],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         if p.returncode != 0:
             raise Fail("mosquitto_pub to %r exited %d: %s" % (topic, p.returncode,
