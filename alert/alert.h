@@ -82,6 +82,10 @@ struct telemetry {
     bool has_ts;
     struct metric *metrics; /* sorted by name, names unique */
     int n_metrics;
+    /* A hash table over metrics for telemetry_get_hashed(): slot i holds
+     * a metric's index + 1, or 0; mask + 1 slots, a power of two. */
+    uint16_t *slots;
+    uint32_t mask;
     /* Alarm topic only: */
     enum severity severity;
     const char *code, *message; /* code may be NULL */
@@ -102,6 +106,11 @@ int telemetry_parse(struct arena *a, enum topic_kind kind, const void *payload, 
 bool metric_name_valid(const char *name, size_t len);
 /* The metric named name, or NULL. */
 const struct metric *telemetry_get(const struct telemetry *t, const char *name);
+/* The same, with hash = metric_hash(name) computed once beforehand: the
+ * rules look up the same names in every message. */
+uint64_t metric_hash(const char *name);
+const struct metric *telemetry_get_hashed(const struct telemetry *t, const char *name,
+                                          uint64_t hash);
 /* The metrics as a JSON object (arena), for the alarm's snapshot. */
 char *telemetry_snapshot(struct arena *a, const struct telemetry *t);
 

@@ -74,6 +74,7 @@ struct rule {
     struct node *nodes; /* nodes[0] is the condition's root */
     int n_nodes, cap_nodes, n_leaves;
     char *params[RULE_MAX_CONDITIONS]; /* each parameter name once */
+    uint64_t param_hash[RULE_MAX_CONDITIONS];
     int n_params;
     struct schedule sched;
 };
@@ -192,6 +193,7 @@ static int intern_param(struct rule *r, const char *name)
     r->params[r->n_params] = strdup(name);
     if (!r->params[r->n_params])
         return -ENOMEM;
+    r->param_hash[r->n_params] = metric_hash(name);
     return r->n_params++;
 }
 
@@ -947,7 +949,7 @@ struct lookup {
 static const struct metric *lookup(const struct rule *r, struct lookup *lk, int param)
 {
     if (!(lk->done >> param & 1)) {
-        lk->m[param] = telemetry_get(lk->t, r->params[param]);
+        lk->m[param] = telemetry_get_hashed(lk->t, r->params[param], r->param_hash[param]);
         lk->done |= UINT64_C(1) << param;
     }
     return lk->m[param];

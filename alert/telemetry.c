@@ -413,6 +413,8 @@ static int read_metrics(struct arena *a, json_t *m, struct telemetry *t, enum dr
     }
     t->metrics = NULL;
     t->n_metrics = 0;
+    t->slots = NULL;
+    t->mask = 0;
     if (n == 0)
         return 0;
     out = arena_alloc(a, n * sizeof(*out));
@@ -432,7 +434,46 @@ static int read_metrics(struct arena *a, json_t *m, struct telemetry *t, enum dr
     qsort(out, n, sizeof(*out), metric_cmp);
     t->metrics = out;
     t->n_metrics = (int)n;
+    /* At most half full: a lookup that misses (most do, a rule naming a
+     * metric this device does not send) ends at an empty slot soon. */
+    t->mask = 7;
+    while (t->mask + 1 < 2 * n)
+        t->mask = t->mask * 2 + 1;
+    t->slots = arena_alloc(a, (t->mask + 1) * sizeof(*t->slots));
+    if (!t->slots)
+        return -ENOMEM;
+    memset(t->slots, 0, (t->mask + 1) * sizeof(*t->slots));
+    for (i = 0; i < n; i++) {
+        uint32_t s = (uint32_t)metric_hash(out[i].name) & t->mask;
+        while (t->slots[s])
+            s = (s + 1) & t->mask;
+        t->slots[s] = (uint16_t)(i + 1);
+    }
     return 0;
+}
+
+uint64_t metric_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *name; name++)
+        h = (h ^ (unsigned char)*name) * 1099511628211ULL;
+    return h;
+}
+
+const struct metric *telemetry_get_hashed(const struct telemetry *t, const char *name,
+                                          uint64_t hash)
+{
+    if (!t || !name)
+        return NULL;
+    if (!t->slots)
+        return telemetry_get(t, name);
+    for (uint32_t s = (uint32_t)hash & t->mask; t->slots[s]; s = (s + 1) & t->mask) {
+        const struct metric *m = &t->metrics[t->slots[s] - 1];
+        if (strcmp(m->name, name) == 0)
+            return m;
+    }
+    return NULL;
 }
 
 int telemetry_parse(struct arena *a, enum topic_kind kind, const void *payload, size_t len,
