@@ -1097,7 +1097,11 @@ static void offer(struct ctx *c, int f, const char *value, float fit, size_t sta
     score = fit * words_conf(c, start, end);
     if (b->set && score <= b->score + margin)
         return;
-    snprintf(b->value, sizeof(b->value), "%s", value);
+    /* Cut to the field's room, as snprintf would, without the warning an
+     * optimizing build gives for snprintf's truncation. */
+    size_t n = strnlen(value, sizeof(b->value) - 1);
+    memcpy(b->value, value, n);
+    b->value[n] = '\0';
     b->score = score;
     b->set = true;
 }
