@@ -412,7 +412,8 @@ static int load_devices(struct alerts *al)
             while (*p == ',' || *p == ' ')
                 p++;
         }
-        qsort(d->params, (size_t)d->n_params, sizeof(char *), cmp_str);
+        if (d->n_params > 1)
+            qsort(d->params, (size_t)d->n_params, sizeof(char *), cmp_str);
     }
     arena_free(a);
     return r;
