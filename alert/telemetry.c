@@ -381,6 +381,27 @@ static int metric_cmp(const void *a, const void *b)
     return strcmp(((const struct metric *)a)->name, ((const struct metric *)b)->name);
 }
 
+/* The hash table over t's metrics (telemetry_get_hashed()). At most half
+ * full: a lookup that misses (most do: a rule naming a metric this device
+ * does not send) ends at an empty slot soon. */
+static int index_metrics(struct arena *a, struct telemetry *t)
+{
+    t->mask = 7;
+    while (t->mask + 1 < 2 * (uint32_t)t->n_metrics)
+        t->mask = t->mask * 2 + 1;
+    t->slots = arena_alloc(a, (t->mask + 1) * sizeof(*t->slots));
+    if (!t->slots)
+        return -ENOMEM;
+    memset(t->slots, 0, (t->mask + 1) * sizeof(*t->slots));
+    for (int i = 0; i < t->n_metrics; i++) {
+        uint32_t s = (uint32_t)metric_hash(t->metrics[i].name) & t->mask;
+        while (t->slots[s])
+            s = (s + 1) & t->mask;
+        t->slots[s] = (uint16_t)(i + 1);
+    }
+    return 0;
+}
+
 /* Fills t->metrics from the object m. Returns 0, -EINVAL with *why, or
  * -ENOMEM. */
 static int read_metrics(struct arena *a, json_t *m, struct telemetry *t, enum drop_reason *why)
@@ -434,22 +455,7 @@ static int read_metrics(struct arena *a, json_t *m, struct telemetry *t, enum dr
     qsort(out, n, sizeof(*out), metric_cmp);
     t->metrics = out;
     t->n_metrics = (int)n;
-    /* At most half full: a lookup that misses (most do, a rule naming a
-     * metric this device does not send) ends at an empty slot soon. */
-    t->mask = 7;
-    while (t->mask + 1 < 2 * n)
-        t->mask = t->mask * 2 + 1;
-    t->slots = arena_alloc(a, (t->mask + 1) * sizeof(*t->slots));
-    if (!t->slots)
-        return -ENOMEM;
-    memset(t->slots, 0, (t->mask + 1) * sizeof(*t->slots));
-    for (i = 0; i < n; i++) {
-        uint32_t s = (uint32_t)metric_hash(out[i].name) & t->mask;
-        while (t->slots[s])
-            s = (s + 1) & t->mask;
-        t->slots[s] = (uint16_t)(i + 1);
-    }
-    return 0;
+    return index_metrics(a, t);
 }
 
 uint64_t metric_hash(const char *name)
@@ -476,6 +482,200 @@ const struct metric *telemetry_get_hashed(const struct telemetry *t, const char 
     return NULL;
 }
 
+/* ---- the common message, without a tree ----
+ *
+ * Nearly every message is {"timestamp": "...", "metrics": {"name": number
+ * or true or false, ...}}. Reading that into a jansson tree was a fifth of
+ * the alert thread's time (docs/benchmarks.md), so it is scanned here
+ * directly. The scan accepts only what the full reading below accepts and
+ * reads it the same way (numbers with strtod, as jansson does), and it
+ * declines everything else: escapes in strings, other keys, nested values,
+ * null, duplicate names, an invalid or future timestamp, too many metrics.
+ * A declined message goes the full way, which reads it or names what is
+ * wrong. Bytes outside strings are JSON's own ASCII; names are checked as
+ * metric names (UTF-8 included) and the timestamp by its parser, so
+ * nothing the full path would refuse as JSON gets through. */
+
+struct scan {
+    const char *p, *end;
+};
+
+static void scan_ws(struct scan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static bool scan_char(struct scan *s, char c)
+{
+    scan_ws(s);
+    if (s->p >= s->end || *s->p != c)
+        return false;
+    s->p++;
+    return true;
+}
+
+/* A string without escapes or control bytes: *str and *n, unterminated. */
+static bool scan_string(struct scan *s, const char **str, size_t *n)
+{
+    const char *b;
+
+    scan_ws(s);
+    if (s->p >= s->end || *s->p != '"')
+        return false;
+    b = ++s->p;
+    while (s->p < s->end && *s->p != '"') {
+        if (*s->p == '\\' || (unsigned char)*s->p < 0x20)
+            return false;
+        s->p++;
+    }
+    if (s->p >= s->end)
+        return false;
+    *str = b;
+    *n = (size_t)(s->p - b);
+    s->p++;
+    return true;
+}
+
+static bool scan_digits(struct scan *s)
+{
+    const char *b = s->p;
+
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+        s->p++;
+    return s->p > b;
+}
+
+/* A number by JSON's grammar, or true or false. */
+static bool scan_value(struct scan *s, struct metric *m)
+{
+    const char *b;
+    char buf[40];
+
+    scan_ws(s);
+    b = s->p;
+    if ((size_t)(s->end - s->p) >= 4 && memcmp(s->p, "true", 4) == 0) {
+        s->p += 4;
+        m->value = 1;
+        m->is_bool = true;
+        return true;
+    }
+    if ((size_t)(s->end - s->p) >= 5 && memcmp(s->p, "false", 5) == 0) {
+        s->p += 5;
+        m->value = 0;
+        m->is_bool = true;
+        return true;
+    }
+    if (s->p < s->end && *s->p == '-')
+        s->p++;
+    if (s->p < s->end && *s->p == '0')
+        s->p++;
+    else if (s->p >= s->end || *s->p < '1' || *s->p > '9' || !scan_digits(s))
+        return false;
+    if (s->p < s->end && *s->p == '.') {
+        s->p++;
+        if (!scan_digits(s))
+            return false;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (!scan_digits(s))
+            return false;
+    }
+    if ((size_t)(s->p - b) >= sizeof(buf))
+        return false;
+    memcpy(buf, b, (size_t)(s->p - b));
+    buf[s->p - b] = '\0';
+    errno = 0;
+    m->value = strtod(buf, NULL);
+    m->is_bool = false;
+    return errno == 0 && isfinite(m->value);
+}
+
+/* Returns 1 when it read the message into *t, 0 when it declines, or
+ * -ENOMEM. */
+static int scan_telemetry(struct arena *a, const char *payload, size_t len, double now,
+                          struct telemetry *t)
+{
+    struct scan s = {payload, payload + len};
+    struct metric *m = NULL;
+    bool have_ts = false, have_metrics = false;
+    int n = 0, cap = 0;
+
+    t->ts = now;
+    t->has_ts = false;
+    if (!scan_char(&s, '{'))
+        return 0;
+    do {
+        const char *k;
+        size_t kl;
+
+        if (!scan_string(&s, &k, &kl) || !scan_char(&s, ':'))
+            return 0;
+        if (kl == 9 && memcmp(k, "timestamp", 9) == 0 && !have_ts) {
+            const char *v;
+            size_t vl;
+            char buf[65];
+            double ts;
+
+            if (!scan_string(&s, &v, &vl) || vl >= sizeof(buf))
+                return 0;
+            memcpy(buf, v, vl);
+            buf[vl] = '\0';
+            if (time_parse_rfc3339(buf, &ts) < 0 || ts > now + TELEMETRY_MAX_FUTURE_S)
+                return 0;
+            t->ts = ts;
+            t->has_ts = have_ts = true;
+        } else if (kl == 7 && memcmp(k, "metrics", 7) == 0 && !have_metrics) {
+            have_metrics = true;
+            if (!scan_char(&s, '{'))
+                return 0;
+            do {
+                const char *name;
+                size_t nl;
+
+                if (!scan_string(&s, &name, &nl) || !metric_name_valid(name, nl) ||
+                    !scan_char(&s, ':'))
+                    return 0;
+                if (n == cap) {
+                    struct metric *more;
+                    cap = cap ? cap * 2 : 16;
+                    if (cap > TELEMETRY_MAX_METRICS)
+                        return 0;
+                    if (!(more = arena_alloc(a, (size_t)cap * sizeof(*more))))
+                        return -ENOMEM;
+                    if (n)
+                        memcpy(more, m, (size_t)n * sizeof(*more));
+                    m = more;
+                }
+                if (!scan_value(&s, &m[n]))
+                    return 0;
+                if (!(m[n].name = arena_strndup(a, name, nl)))
+                    return -ENOMEM;
+                n++;
+            } while (scan_char(&s, ','));
+            if (!scan_char(&s, '}'))
+                return 0;
+        } else {
+            return 0;
+        }
+    } while (scan_char(&s, ','));
+    if (!scan_char(&s, '}'))
+        return 0;
+    scan_ws(&s);
+    if (s.p != s.end || n == 0)
+        return 0;
+    qsort(m, (size_t)n, sizeof(*m), metric_cmp);
+    for (int i = 1; i < n; i++)
+        if (strcmp(m[i - 1].name, m[i].name) == 0)
+            return 0; /* jansson keeps the last one: the full path knows which */
+    t->metrics = m;
+    t->n_metrics = n;
+    return index_metrics(a, t) < 0 ? -ENOMEM : 1;
+}
+
 int telemetry_parse(struct arena *a, enum topic_kind kind, const void *payload, size_t len,
                     double now, struct telemetry *out, enum drop_reason *why)
 {
@@ -488,6 +688,19 @@ int telemetry_parse(struct arena *a, enum topic_kind kind, const void *payload, 
     if (len > TELEMETRY_MAX_BYTES) {
         reason = DROP_TOO_BIG;
         goto out;
+    }
+    if (kind == TOPIC_TELEMETRY && payload) {
+        r = scan_telemetry(a, payload, len, now, &t);
+        if (r == 1) {
+            *out = t;
+            if (why)
+                *why = DROP_NONE;
+            return 0;
+        }
+        if (r < 0)
+            goto out;
+        t = (struct telemetry){0};
+        r = -EINVAL;
     }
     /* Whole numbers as doubles: a 20-digit counter is a value, not an
      * error. Duplicate names keep the last value (jansson's default). */

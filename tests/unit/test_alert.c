@@ -426,6 +426,80 @@ static void test_telemetry_parse(void **state)
     assert_true(t.metrics[0].value == 1.2345678901234568e29);
 }
 
+/* The common message is scanned without jansson; anything unusual goes
+ * the full way. An extra top-level key sends the same message the full way
+ * (the scan declines keys it does not know), so each payload below is read
+ * both ways and must come out the same: accepted or not, and the same
+ * metrics, values, kinds and timestamp. */
+static void test_telemetry_scan_agrees(void **state)
+{
+    static const char *const payloads[] = {
+        "{\"metrics\": {\"a\": 1}}",
+        "{\"timestamp\": \"2026-02-19T10:30:00.123456Z\", \"metrics\": {\"a\": 1.5, \"b\": true}}",
+        "  {\n\t\"metrics\" :{ \"z\" : -0 , \"y\":false,\"x\":1E-3 } , \"timestamp\":"
+        "\"2026-02-19T11:00:00+02:00\"}\r\n",
+        "{\"metrics\": {\"n\": 123456789012345678901234567890, \"m\": 0.1, \"o\": 1e308}}",
+        "{\"metrics\": {\"n\": 1e309}}",
+        "{\"metrics\": {\"n\": 1e-400}}",
+        "{\"metrics\": {\"t\": 70, \"t\": 82.5}}",
+        "{\"metrics\": {\"a\\u0062\": 2}}",
+        "{\"metrics\": {\"\u00e9t\u00e9\": 2, \"温度\": 21.5}}",
+        "{\"metrics\": {\"a\": 01}}",
+        "{\"metrics\": {\"a\": .5}}",
+        "{\"metrics\": {\"a\": 1.}}",
+        "{\"metrics\": {\"a\": +1}}",
+        "{\"metrics\": {\"a\": 1,}}",
+        "{\"metrics\": {\"a\": 1}} x",
+        "{\"metrics\": {\"a\": tru}}",
+        "{\"metrics\": {\"a\": null}}",
+        "{\"metrics\": {\"a\": \"1\"}}",
+        "{\"metrics\": {}}",
+        "{\"metrics\": {\"a\": 1}, \"metrics\": {\"b\": 2}}",
+        "{\"timestamp\": \"2099-01-01T00:00:00Z\", \"metrics\": {\"a\": 1}}",
+        "{\"timestamp\": \"2026-02-19\", \"metrics\": {\"a\": 1}}",
+        "{\"timestamp\": 1771502400, \"metrics\": {\"a\": 1}}",
+        "{\"metrics\": {\"a\x01\": 1}}",
+        "{\"metrics\": {\"\xc3\x28\": 1}}",
+        "{\"metrics\": {\"a\": 1}",
+    };
+    struct arena *a = *state;
+
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+        const char *p = payloads[i], *brace = strchr(p, '{');
+        char slow[512];
+        struct telemetry t1, t2;
+        enum drop_reason w1, w2;
+        int r1, r2;
+
+        size_t head;
+
+        assert_non_null(brace);
+        head = (size_t)(brace - p) + 1;
+        assert_true(strlen(p) + 10 < sizeof(slow));
+        memcpy(slow, p, head);
+        strcpy(slow + head, "\"_\": 0, ");
+        strcat(slow, brace + 1);
+        r1 = telemetry_parse(a, TOPIC_TELEMETRY, p, strlen(p), NOW, &t1, &w1);
+        r2 = telemetry_parse(a, TOPIC_TELEMETRY, slow, strlen(slow), NOW, &t2, &w2);
+        if (r1 != r2)
+            fail_msg("%s: %d (%s) scanned, %d (%s) in full", p, r1, drop_reason_name(w1), r2,
+                     drop_reason_name(w2));
+        if (r1 < 0)
+            continue;
+        assert_int_equal(t1.n_metrics, t2.n_metrics);
+        assert_true(t1.ts == t2.ts);
+        assert_true(t1.has_ts == t2.has_ts);
+        for (int j = 0; j < t1.n_metrics; j++) {
+            assert_string_equal(t1.metrics[j].name, t2.metrics[j].name);
+            assert_true(t1.metrics[j].value == t2.metrics[j].value);
+            assert_true(t1.metrics[j].is_bool == t2.metrics[j].is_bool);
+            assert_ptr_equal(
+                telemetry_get_hashed(&t1, t1.metrics[j].name, metric_hash(t1.metrics[j].name)),
+                &t1.metrics[j]);
+        }
+    }
+}
+
 static void test_telemetry_duplicate_name(void **state)
 {
     struct arena *a = *state;
@@ -1622,6 +1696,7 @@ int main(void)
         cmocka_unit_test(test_severity),
         cmocka_unit_test(test_drop_reason_names),
         cmocka_unit_test(test_topic_good),
+        cmocka_unit_test_setup_teardown(test_telemetry_scan_agrees, arena_setup, arena_teardown),
         cmocka_unit_test(test_topic_bad),
         cmocka_unit_test(test_device_key_valid),
         cmocka_unit_test(test_time_parse_good),
