@@ -214,6 +214,7 @@ struct alerts {
     double connected_since; /* epoch; 0 while not connected */
     int connect_failures;
     long next_connect, next_flush, next_escalate, next_offline, next_reload, next_stats, next_tick;
+    long unknown_slug_reload; /* monotonic ms of the last load an unknown slug asked for */
     long drop_logged[DROP_REASON_COUNT];
     unsigned long drop_quiet[DROP_REASON_COUNT];
 
@@ -793,7 +794,14 @@ static void handle(struct alerts *al, const struct mosquitto_message *m)
         drop(al, DROP_TOPIC, m->topic);
         return;
     }
-    if (!(fr = map_get(&al->by_slug, slug))) {
+    if (!(fr = map_get(&al->by_slug, slug)) && now_ms() - al->unknown_slug_reload > 5000) {
+        /* A factory created since the last load (its NOTIFY not seen yet):
+         * load again, at most every 5 s however many made-up slugs come. */
+        al->unknown_slug_reload = now_ms();
+        if (load_rules(al) == 0)
+            fr = map_get(&al->by_slug, slug);
+    }
+    if (!fr) {
         drop(al, DROP_UNKNOWN_FACTORY, m->topic);
         return;
     }

@@ -78,10 +78,14 @@ static void factory_from(struct arena *a, PGresult *res, struct factory *f)
 
 int db_factory_create(struct db *db, struct arena *a, const char *name, struct factory *ret)
 {
-    static const struct db_stmt st = {"factory_create",
-                                      "INSERT INTO factories (slug, name) VALUES ($1, $2) "
-                                      "RETURNING id, slug, name, timezone",
-                                      2};
+    /* The alert thread learns of the factory at once (its MQTT topics
+     * work from now on): the NOTIFY goes out when this commits. */
+    static const struct db_stmt st = {
+        "factory_create",
+        "WITH f AS (INSERT INTO factories (slug, name) VALUES ($1, $2) "
+        "  RETURNING id, slug, name, timezone) "
+        "SELECT f.*, pg_notify('rivet_rules', '') FROM f",
+        2};
     char slug[64];
     PGresult *res;
     int r;

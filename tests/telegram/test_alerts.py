@@ -319,6 +319,13 @@ def t_rule_change_live(env):
     eq(alarms(env, "message LIKE 'vibration 9%'"), 0, "alarms of the disabled rule")
     eq(alarms(env, "rule_id = (SELECT id FROM alert_rules WHERE name = 'Idle')"), 0,
        "alarms of the rule added switched off")
+    # a factory created while rivet runs: its topics work at once
+    east = env.factory("Plant East")
+    S["broker"].publish(topic(east, "kiln-1"), [telemetry(temp=900)])
+    H.wait_until(lambda: env.sql_value(
+        "SELECT count(*) FROM devices d JOIN factories f ON f.id = d.factory_id "
+        "WHERE f.slug = '%s' AND d.key = 'kiln-1'" % east) == "1", 10,
+        "the new factory's device registered")
 
 
 def t_escalation(env):
