@@ -550,7 +550,7 @@ static bool scan_digits(struct scan *s)
 static bool scan_value(struct scan *s, struct metric *m)
 {
     const char *b;
-    char buf[40];
+    char buf[40], *stop;
 
     scan_ws(s);
     b = s->p;
@@ -589,9 +589,10 @@ static bool scan_value(struct scan *s, struct metric *m)
     memcpy(buf, b, (size_t)(s->p - b));
     buf[s->p - b] = '\0';
     errno = 0;
-    m->value = strtod(buf, NULL);
+    m->value = strtod(buf, &stop);
     m->is_bool = false;
-    return errno == 0 && isfinite(m->value);
+    /* all of it read (a locale with a decimal comma would stop at '.') */
+    return stop == buf + (s->p - b) && errno == 0 && isfinite(m->value);
 }
 
 /* Returns 1 when it read the message into *t, 0 when it declines, or

@@ -1028,11 +1028,13 @@ static int summarize(struct alerts *al)
                 r = alarm_storm_reply(a, alarms, na, &rep);
             if (r == 0)
                 r = channel_queue(al->db, a, ch, hc[i].chat_id, &rep, &outbox);
-            if (r == 0)
+            if (r == -ENOTSUP) /* a channel this process cannot send on: let them go */
+                r = db_alarm_held_done(al->db, hc[i].channel, hc[i].chat_id, 0, "summarized");
+            else if (r == 0)
                 r = db_alarm_held_done(al->db, hc[i].channel, hc[i].chat_id, outbox,
                                        na == 1 ? "queued" : "summarized");
         }
-        if (r == 0 || r == -ENOTSUP)
+        if (r == 0)
             r = db_commit(al->db);
         if (r < 0) {
             db_rollback(al->db);

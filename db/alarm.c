@@ -30,7 +30,8 @@
 #define SEVERITY_ARRAY "ARRAY['low','medium','high','critical']"
 /* The partial unique index alarms_device_open, as ON CONFLICT names it. */
 #define DEVICE_OPEN_CONFLICT                                                                       \
-    "ON CONFLICT (factory_id, device_id, source, coalesce(code, '')) "                             \
+    "ON CONFLICT (factory_id, device_id, source, (CASE WHEN source = 'device' AND code IS NULL "   \
+    "THEN 'm:' || md5(message) ELSE coalesce(code, '') END)) "                                     \
     "WHERE resolved_at IS NULL AND source IN ('device', 'offline') DO NOTHING "
 
 /* Mirrors of the CHECK constraints of sql/0005_alerts.sql. */
@@ -1534,6 +1535,30 @@ int db_mute_set(struct db *db, int64_t factory_id, int64_t user_id, int64_t devi
     if (r < 0)
         return r;
     r = PQntuples(res) == 1 ? 0 : -ENOENT;
+    PQclear(res);
+    return r;
+}
+
+int db_device_unlink_all(struct db *db, struct arena *a, int64_t factory_id, int64_t equipment_id,
+                         const char **keys)
+{
+    static const struct db_stmt st = {
+        "device_unlink_all",
+        "WITH u AS (UPDATE devices SET equipment_id = NULL "
+        "  WHERE factory_id = $1 AND equipment_id = $2 RETURNING key) "
+        "SELECT string_agg(key, ', ' ORDER BY key) FROM u",
+        2};
+    struct db_num fid, eid;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id), db_num(&eid, equipment_id)},
+                 &res);
+    if (r < 0)
+        return r;
+    *keys = NULL;
+    if (!PQgetisnull(res, 0, 0) && !(*keys = db_str(a, res, 0, 0)))
+        r = -ENOMEM;
     PQclear(res);
     return r;
 }

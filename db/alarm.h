@@ -65,6 +65,10 @@ int db_device_register(struct db *db, struct arena *a, int64_t factory_id, const
 /* Links a device to a machine (equipment_id 0: unlinks). -ENOENT when the
  * device is unknown. */
 int db_device_link(struct db *db, int64_t factory_id, const char *key, int64_t equipment_id);
+/* Unlinks every device of a machine; *keys (arena) gets their keys,
+ * comma-separated, or NULL when none was linked. */
+int db_device_unlink_all(struct db *db, struct arena *a, int64_t factory_id, int64_t equipment_id,
+                         const char **keys);
 
 /* What the alert thread saw of a device since its last flush. */
 struct device_seen {

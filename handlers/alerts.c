@@ -627,12 +627,13 @@ int cmd_unsubscribe(struct hctx *ctx, struct args *args)
         return reply_db_error(ctx, r);
     if (n == 0)
         reply(ctx, "🔕 You will get no alarms. Turn them back on with /subscribe high.%s",
-              strcmp(ctx->user.role, "supervisor") == 0
-                  ? "\nCritical alarms nobody acknowledges still reach you as a supervisor."
+              strcmp(ctx->user.role, "technician") != 0
+                  ? "\nEscalations of critical alarms nobody acknowledged still reach "
+                    "supervisors (admins when there are none), where the factory escalates."
                   : "");
     else
-        reply(ctx, "🔕 You will get no alarms from %s. Back on: /subscribe %s.",
-              devices_words(ctx, d, n), n == 1 ? d[0].key : "SEVERITY DEVICE…");
+        reply(ctx, "🔕 You will get no alarms from %s. Back on: /subscribe high %s.",
+              devices_words(ctx, d, n), n == 1 ? d[0].key : "DEVICE…");
     return 0;
 }
 
@@ -698,13 +699,37 @@ int cmd_mute(struct hctx *ctx, struct args *args)
         device_id = d.id;
         name = d.key;
     }
+    if (seconds == 0) {
+        /* Say what is true: nothing to lift, or another mute still on. */
+        const char *mine = NULL, *every = NULL;
+        r = db_subscription_list(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, &s, &n);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        for (int i = 0; i < n; i++) {
+            if (!s[i].muted_until)
+                continue;
+            if (!s[i].device_key)
+                every = s[i].muted_until;
+            else if (device_id && strcmp(s[i].device_key, name) == 0)
+                mine = s[i].muted_until;
+        }
+        if (device_id ? !mine : !every) {
+            reply(ctx, "%s %s not muted.", name, device_id ? "was" : "were");
+            return 0;
+        }
+        r = db_mute_set(ctx->db, ctx->user.factory_id, ctx->user.id, device_id, 0);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        if (device_id && every)
+            reply(ctx, "🔔 %s unmuted, but all devices stay muted until %s (/mute all off).", name,
+                  every);
+        else
+            reply(ctx, "🔔 %s unmuted.", name);
+        return 0;
+    }
     r = db_mute_set(ctx->db, ctx->user.factory_id, ctx->user.id, device_id, seconds);
     if (r < 0)
         return reply_db_error(ctx, r);
-    if (seconds == 0) {
-        reply(ctx, "🔔 %s unmuted.", name);
-        return 0;
-    }
     /* The end of the mute in the factory's time, as the database has it. */
     r = db_subscription_list(ctx->db, ctx->a, ctx->user.factory_id, ctx->user.id, &s, &n);
     if (r < 0)

@@ -282,28 +282,13 @@ static int equip_add(struct hctx *ctx, struct args *args)
  * and a factory has a bounded number of devices (max_devices). */
 static int devices_unlink(struct hctx *ctx, const struct equipment *e)
 {
-    enum { PAGE = 500, PAGES_MAX = 200 };
-    const char *gone = NULL;
-    struct device *v;
-    int n, total, r;
+    const char *gone;
+    int r = db_device_unlink_all(ctx->db, ctx->a, ctx->user.factory_id, e->id, &gone);
 
-    for (int p = 0; p < PAGES_MAX; p++) {
-        r = db_device_list(ctx->db, ctx->a, ctx->user.factory_id, p * PAGE, PAGE, &v, &n, &total);
-        if (r < 0)
-            return reply_db_error(ctx, r);
-        for (int i = 0; i < n; i++) {
-            if (v[i].equipment_id != e->id)
-                continue;
-            r = db_device_link(ctx->db, ctx->user.factory_id, v[i].key, 0);
-            if (r < 0)
-                return reply_db_error(ctx, r);
-            gone = gone ? arena_printf(ctx->a, "%s, %s", gone, v[i].key) : v[i].key;
-        }
-        if (n < PAGE || (p + 1) * PAGE >= total)
-            break;
-    }
+    if (r < 0)
+        return reply_db_error(ctx, r);
     if (gone)
-        reply(ctx, "📡 Unlinked from %s: %s.", e->number, gone);
+        reply(ctx, "📡 Unlinked from %s: %s.", e->number, clip(ctx, gone, 600));
     else
         reply(ctx, "No device was linked to %s.", e->number);
     return 0;

@@ -84,8 +84,11 @@ CREATE TABLE alarms (
 -- acknowledging it) records nothing new.
 CREATE UNIQUE INDEX alarms_rule_once ON alarms (factory_id, rule_id, device_id, observed_at)
     WHERE rule_id IS NOT NULL;
--- A device has at most one open offline alarm, and one open alarm per code.
-CREATE UNIQUE INDEX alarms_device_open ON alarms (factory_id, device_id, source, coalesce(code, ''))
+-- A device has at most one open offline alarm, and one open alarm per code
+-- (an alarm without a code: per message).
+CREATE UNIQUE INDEX alarms_device_open ON alarms (factory_id, device_id, source,
+    (CASE WHEN source = 'device' AND code IS NULL THEN 'm:' || md5(message)
+          ELSE coalesce(code, '') END))
     WHERE resolved_at IS NULL AND source IN ('device', 'offline');
 CREATE INDEX alarms_cooldown ON alarms (factory_id, rule_id, device_id, observed_at DESC)
     WHERE rule_id IS NOT NULL;

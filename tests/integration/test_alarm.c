@@ -282,6 +282,18 @@ static void test_device_codes(void **state)
     assert_int_equal(raise_device(f, f->alpha, f->press, ALARM_DEVICE, "E43", "high", &other), 0);
     assert_int_equal(raise_device(f, f->alpha, f->press, ALARM_DEVICE, NULL, "low", &none), 0);
     assert_int_equal(raise_device(f, f->alpha, f->press, ALARM_DEVICE, NULL, "low", NULL), -EEXIST);
+    /* without a code, another message is another alarm */
+    {
+        struct alarm_new n = {.factory_id = f->alpha,
+                              .device_id = f->press,
+                              .source = ALARM_DEVICE,
+                              .severity = "critical",
+                              .message = "Overtemperature",
+                              .observed_at = T_WINTER};
+        int64_t x;
+        assert_int_equal(db_alarm_raise(f->db, &n, &x), 0);
+        assert_int_equal(db_alarm_raise(f->db, &n, &x), -EEXIST);
+    }
     /* the same code on another device, and an offline alarm, are separate */
     assert_int_equal(raise_device(f, f->alpha, f->pump, ALARM_DEVICE, "E42", "critical", NULL), 0);
     assert_int_equal(raise_device(f, f->alpha, f->press, ALARM_OFFLINE, NULL, "high", NULL), 0);

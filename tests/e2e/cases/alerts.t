@@ -193,7 +193,7 @@ Change it: /subscribe [low|medium|high|critical] [DEVICE…]
 Stop: /unsubscribe [DEVICE…|all] · Pause: /mute DEVICE 1h
 
 > /unsubscribe pump-1
-🔕 You will get no alarms from pump-1. Back on: /subscribe pump-1.
+🔕 You will get no alarms from pump-1. Back on: /subscribe high pump-1.
 
 > /unsubscribe all
 🔕 You will get no alarms. Turn them back on with /subscribe high.
@@ -220,7 +220,7 @@ run: rivet chat --user tom --echo | sed -E "$TIMES"
 🔕 All devices muted until HH:MM. Unmute: /mute all off
 
 > /mute press-3 off
-🔔 press-3 unmuted.
+🔔 press-3 unmuted, but all devices stay muted until YYYY-MM-DD HH:MM (/mute all off).
 
 > /subscribe
 🔔 The alarms you get:
