@@ -18,7 +18,11 @@ Layout of this module:
 * constants and small helpers (parameter readers, UTF-16 lengths);
 * ``parse_html`` and the entity detection used for incoming and sent text;
 * ``FakeTelegram``: all state behind one lock (a ``threading.Condition``),
-  the Bot API methods (``_m_*``) and the control operations (``_c_*``);
+  the Bot API methods (``_m_*``), the control operations (``_c_*``) and the
+  webhook sender (``_webhook_worker``, a thread started by the first
+  setWebhook that can deliver);
+* ``WebhookConnection``: the sender's keep-alive HTTP(S) connection to a
+  loopback webhook;
 * ``Handler``: a thin ``BaseHTTPRequestHandler`` that reads requests,
   calls into ``FakeTelegram`` and writes what it is told to write;
 * ``main``: command line, port file, signal handling.
@@ -32,6 +36,8 @@ import base64
 import copy
 import email.parser
 import email.policy
+import http.client
+import ipaddress
 import itertools
 import json
 import math
@@ -41,11 +47,13 @@ import re
 import select
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
+import zlib
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -74,6 +82,28 @@ CONFLICT_WEBHOOK = ("Conflict: can't use getUpdates method while webhook is acti
 NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content "
                 "and reply markup are exactly the same as a current content and reply "
                 "markup of the message")
+CONFLICT_SETWEBHOOK = "Conflict: terminated by setWebhook request"
+
+# Webhooks (telegram-bot-api: Client.cpp do_set_webhook / WebhookActor.cpp).
+WEBHOOK_SECRET_MAX = 256
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]*")
+WEBHOOK_PORTS = (443, 80, 88, 8443)
+WEBHOOK_DEFAULT_CONNECTIONS = 40
+WEBHOOK_REPLY_REFUSED = ("deletewebhook", "setwebhook", "close", "logout")
+WEBHOOK_RETRY_AFTER_MAX = 3600       # a Retry-After from the webhook is clamped to this
+WEBHOOK_RESPONSE_MAX = MAX_BODY      # bytes of a webhook answer read at most
+# Hosts the fake delivers to (with --webhook-http on) and the addresses it tries.
+LOOPBACK_HOSTS = {"127.0.0.1": ("127.0.0.1",), "::1": ("::1",),
+                  "localhost": ("127.0.0.1", "::1")}
+# Update kinds in the order telegram-bot-api lists them (getWebhookInfo.allowed_updates).
+UPDATE_KIND_ORDER = (
+    "message", "edited_message", "channel_post", "edited_channel_post", "inline_query",
+    "chosen_inline_result", "callback_query", "shipping_query", "pre_checkout_query",
+    "poll", "poll_answer", "my_chat_member", "chat_member", "chat_join_request",
+    "chat_boost", "removed_chat_boost", "message_reaction", "message_reaction_count",
+    "business_connection", "business_message", "edited_business_message",
+    "deleted_business_messages", "purchased_paid_media",
+)
 QUERY_INVALID = ("Bad Request: query is too old and response timeout expired "
                  "or query ID is invalid")
 PARSE_PREFIX = "Bad Request: can't parse entities: "
@@ -358,6 +388,60 @@ def image_size(data):
     except (IndexError, ValueError):
         pass
     return 1280, 960
+
+
+def parse_webhook_url(url):
+    """A webhook URL read roughly as telegram-bot-api's td::parse_url does
+    (no scheme means https; only http and https), or None if it is invalid.
+
+    Returns scheme, host (lower case, IPv6 without brackets), port, the
+    request target (path and query), the Host header (no port, as Telegram
+    sends it) and the userinfo (sent as Basic authorization)."""
+    if not url or any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        return None
+    if "://" in url:
+        scheme, rest = url.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            return None
+    else:
+        scheme, rest = "https", url
+    try:
+        parts = urllib.parse.urlsplit(scheme + "://" + rest)
+        port = parts.port
+        host = parts.hostname or ""
+    except ValueError:
+        return None
+    if not host:
+        return None
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    if not 1 <= port <= 65535:
+        return None
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return {
+        "scheme": scheme,
+        "host": host,
+        "port": port,
+        "target": target,
+        "host_header": "[%s]" % host if ":" in host else host,
+        "userinfo": parts.netloc.rpartition("@")[0],
+    }
+
+
+def update_body(update):
+    """The POST body of one webhook delivery: the Update as JSON with
+    update_id first and a newline after it, as telegram-bot-api writes it
+    (any other value queued by /control/update is sent as plain JSON)."""
+    uid = update.get("update_id") if isinstance(update, dict) else None
+    if isinstance(uid, int) and not isinstance(uid, bool):
+        rest = {k: v for k, v in update.items() if k != "update_id"}
+        if not rest:
+            return dumps({"update_id": uid})
+        return b'{"update_id":%d,\n' % uid + dumps(rest)[1:]
+    return dumps(update)
 
 
 # ---------------------------------------------------------------------------
@@ -821,11 +905,17 @@ class FakeTelegram:
     """
 
     def __init__(self, token, bot_username="rivet_test_bot", rate_limits=False,
-                 html_strict=True, first_update_id=500000001, log=None):
+                 html_strict=True, first_update_id=500000001, log=None,
+                 webhook_http=False, webhook_timeout=10.0, webhook_retry_min=0.5,
+                 webhook_retry_max=4.0):
         self.token = token
         self.bot_username = bot_username
         self.rate_limits = rate_limits
         self.html_strict = html_strict
+        self.webhook_http = webhook_http          # accept http:// loopback webhooks
+        self.webhook_timeout = webhook_timeout    # seconds per delivery (connect, read)
+        self.webhook_retry_min = webhook_retry_min
+        self.webhook_retry_max = webhook_retry_max
         self.cond = threading.Condition(threading.Lock())
         self.log = log or (lambda msg: None)
         head = token.split(":", 1)[0]
@@ -838,6 +928,10 @@ class FakeTelegram:
         }
         self._next_update_id = first_update_id
         self._call_seq = 0
+        self._delivery_seq = 0    # webhook delivery attempts (keeps counting over resets)
+        self._epoch = 0           # incremented by every reset
+        self._webhook_gen = 0     # incremented whenever the webhook is set or removed
+        self._webhook_thread = None
         self._delay_gen = 0
         self._stopping = False
         self._polls = []          # getUpdates calls in progress
@@ -857,6 +951,11 @@ class FakeTelegram:
         self.raw_responses = deque()
         self.allowed_updates = None   # None: the default set
         self.webhook_url = ""
+        self.webhook = None       # the webhook record (see _m_set_webhook) or None
+        self.deliveries = deque(maxlen=CALL_LOG_MAX)   # webhook delivery attempts
+        self._next_set_webhook = 0.0   # monotonic time before which setWebhook gets 429
+        self._webhook_gen += 1
+        self._epoch += 1
         self.commands = {}        # (scope json, language) -> [BotCommand]
         self.callback_queries = {}
         self.files = {}           # file_id -> file record
@@ -882,6 +981,9 @@ class FakeTelegram:
             "updates_queued": 0,
             "updates_filtered": 0,
             "updates_delivered": 0,
+            "webhook_attempts": 0,
+            "webhook_failures": 0,
+            "webhook_replies": 0,
         }
         self.global_window = 0.0
         self._delay_gen += 1
@@ -988,8 +1090,10 @@ class FakeTelegram:
 
     # -- Bot API entry points -------------------------------------------------
 
-    def bot_call(self, token, method, params, body_error=None, peer_alive=None):
-        """Run one Bot API call and return the Outcome to send."""
+    def bot_call(self, token, method, params, body_error=None, peer_alive=None,
+                 webhook_reply=False):
+        """Run one Bot API call and return the Outcome to send (webhook_reply:
+        the call came in a webhook answer; it is logged as such)."""
         started = time.time()
         lc = method.lower()
         entry = self._methods.get(lc)
@@ -1041,7 +1145,7 @@ class FakeTelegram:
                     outcome.drop = True
             self._record(canonical, params, started, outcome, error,
                          result if error is None and ctx.raw is None else None,
-                         fault, early, raw=ctx.raw is not None)
+                         fault, early, raw=ctx.raw is not None, webhook_reply=webhook_reply)
         return outcome
 
     def download(self, token, file_path, peer_alive=None):
@@ -1077,7 +1181,7 @@ class FakeTelegram:
         return outcome
 
     def _record(self, method, params, started, outcome, error, result, fault, early,
-                raw=False):
+                raw=False, webhook_reply=False):
         """Append one call to the call log and update the counters."""
         self._call_seq += 1
         now = time.time()
@@ -1100,6 +1204,8 @@ class FakeTelegram:
             rec["retry_after"] = error.retry_after
         if raw:
             rec["raw_response"] = True
+        if webhook_reply:
+            rec["webhook_reply"] = True
         self.calls.append(rec)
         st = self.stats
         st["calls_total"] += 1
@@ -1418,14 +1524,7 @@ class FakeTelegram:
             offset = p_int(params, "offset", 0)
             limit = clamp(p_int(params, "limit", 100), 1, 100)
             timeout = clamp(p_int(params, "timeout", 0), 0, LONG_POLL_MAX)
-            if p_present(params, "allowed_updates"):
-                try:
-                    wanted = p_json(params, "allowed_updates")
-                except ValueError:
-                    wanted = None
-                if isinstance(wanted, list):
-                    kinds = {k for k in wanted if isinstance(k, str) and k in UPDATE_KINDS}
-                    self.allowed_updates = kinds or None
+            self._apply_allowed_updates(params)
             if offset < 0:
                 while len(self.updates) > -offset:
                     self.updates.popleft()
@@ -1434,7 +1533,7 @@ class FakeTelegram:
             deadline = time.monotonic() + timeout
             while True:
                 if poll["terminated"]:
-                    raise ApiError(409, CONFLICT_OTHER)
+                    raise ApiError(409, poll.get("conflict") or CONFLICT_OTHER)
                 if self.raw_responses:
                     ctx.raw = self.raw_responses.popleft()
                     return None
@@ -1454,6 +1553,22 @@ class FakeTelegram:
         finally:
             if poll in self._polls:
                 self._polls.remove(poll)
+
+    def _apply_allowed_updates(self, params):
+        """allowed_updates of getUpdates or setWebhook, as telegram-bot-api
+        reads it: absent, not JSON or not a list of strings: no change; a
+        list naming no known kind (such as []): the default; names are
+        case-insensitive.  Applies to updates created afterwards."""
+        if not p_present(params, "allowed_updates"):
+            return
+        try:
+            wanted = p_json(params, "allowed_updates")
+        except ValueError:
+            return
+        if not isinstance(wanted, list) or not all(isinstance(k, str) for k in wanted):
+            return
+        kinds = {k.lower() for k in wanted if k.lower() in UPDATE_KINDS}
+        self.allowed_updates = kinds or None
 
     def _m_send_message(self, params, ctx):
         """sendMessage: validate, store and return the bot's Message."""
@@ -1624,38 +1739,279 @@ class FakeTelegram:
         return True
 
     def _m_delete_webhook(self, params, ctx):
-        """deleteWebhook, optionally dropping pending updates."""
-        if p_bool(params, "drop_pending_updates"):
+        """deleteWebhook (also setWebhook with an empty url): delivery stops,
+        pending updates stay for getUpdates unless drop_pending_updates."""
+        drop = p_bool(params, "drop_pending_updates")
+        if drop:
             self.updates.clear()
-        ctx.description = ("Webhook was deleted" if self.webhook_url
-                           else "Webhook is already deleted")
-        self.webhook_url = ""
+        if not self.webhook_url:
+            ctx.description = "Webhook is already deleted"
+            return True
+        self._clear_webhook()
+        ctx.description = "Webhook was deleted"
         return True
 
     def _m_set_webhook(self, params, ctx):
-        """setWebhook: an HTTPS URL, or empty to delete."""
+        """setWebhook, checked in telegram-bot-api's order (Client.cpp
+        process_set_webhook_query, do_set_webhook, WebhookActor::start_up)."""
         url = (p_str(params, "url", "") or "").strip()
-        if p_bool(params, "drop_pending_updates"):
-            self.updates.clear()
         if not url:
-            ctx.description = ("Webhook was deleted" if self.webhook_url
-                               else "Webhook is already deleted")
-            self.webhook_url = ""
+            return self._m_delete_webhook(params, ctx)
+        if self.rate_limits:
+            now = time.monotonic()
+            if now < self._next_set_webhook:
+                raise self._announce(("method", "setwebhook"), 1)
+            self._next_set_webhook = now + 1.0
+        max_connections = clamp(p_int(params, "max_connections", WEBHOOK_DEFAULT_CONNECTIONS),
+                                1, 100)
+        secret = p_str(params, "secret_token", "") or ""
+        drop = p_bool(params, "drop_pending_updates")
+        has_cert = isinstance(params.get("certificate"), UploadedFile)
+        wh = self.webhook
+        if (wh is not None and wh["url"] == url and not wh["has_custom_certificate"]
+                and not has_cert and wh["max_connections"] == max_connections
+                and wh["secret_token"] == secret and not drop):
+            self._apply_allowed_updates(params)
+            ctx.description = "Webhook is already set"
             return True
-        if not url.lower().startswith("https://"):
-            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided "
-                           "for webhook")
-        ctx.description = "Webhook is already set" if self.webhook_url == url else "Webhook was set"
-        self.webhook_url = url
+        for p in self._polls:   # a waiting getUpdates ends at once
+            if not p["terminated"]:
+                p["terminated"] = True
+                p["conflict"] = CONFLICT_SETWEBHOOK
+        self.cond.notify_all()
+        # Telegram closes the old webhook before it looks at the new one: a
+        # refused setWebhook leaves no webhook behind.
+        self._clear_webhook()
+        if drop:
+            self.updates.clear()
+        target = parse_webhook_url(url)
+        if target is None:
+            raise ApiError(400, "Bad Request: invalid webhook URL specified")
+        if len(secret) > WEBHOOK_SECRET_MAX:
+            raise ApiError(400, "Bad Request: secret token is too long")
+        if not WEBHOOK_SECRET_RE.fullmatch(secret):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        self._apply_allowed_updates(params)
+        problem = self._bad_webhook(target)
+        if problem:
+            raise ApiError(400, "Bad Request: bad webhook: " + problem)
+        deliver = self.webhook_http and target["host"] in LOOPBACK_HOSTS
+        self._install_webhook(url, target, secret, max_connections, has_cert, deliver)
+        ctx.description = "Webhook was set"
         return True
 
+    def _bad_webhook(self, target):
+        """Why Telegram would refuse to deliver to this URL, or None.
+
+        With --webhook-http on, 127.0.0.1, ::1 and localhost pass with any
+        scheme and port.  Otherwise Telegram's rules: HTTPS, ports 443, 80,
+        88, 8443, and no reserved or IPv6 address (host names other than
+        localhost are not resolved)."""
+        host = target["host"]
+        if self.webhook_http and host in LOOPBACK_HOSTS:
+            return None
+        if target["scheme"] != "https":
+            return "An HTTPS URL must be provided for webhook"
+        if target["port"] not in WEBHOOK_PORTS:
+            return "Webhook can be set up only on ports 80, 88, 443 or 8443"
+        try:
+            ip = ipaddress.ip_address("127.0.0.1" if host == "localhost" else host)
+        except ValueError:
+            return None
+        if ip.version == 6:
+            return "IPv6-only addresses are not allowed"
+        if (ip.is_private or ip.is_loopback or ip.is_reserved or ip.is_multicast
+                or ip.is_link_local or ip.is_unspecified
+                or ip in ipaddress.ip_network("100.64.0.0/10")):
+            return "IP address %s is reserved" % ip
+        return None
+
+    def _install_webhook(self, url, target, secret, max_connections, has_cert, deliver,
+                         external=False):
+        """Make url the webhook; start the delivery thread if it will deliver."""
+        self._webhook_gen += 1
+        self.webhook = {
+            "url": url,
+            "target": target,
+            "secret_token": secret,
+            "max_connections": max_connections,
+            "has_custom_certificate": has_cert,
+            "deliver": deliver,
+            "external": external,
+            "gen": self._webhook_gen,
+            "set_time": time.time(),
+            "last_error_date": 0,
+            "last_error_message": "",
+            "retry": None,        # {"update_id", "failures", "next_at"} of the head update
+            "in_flight": None,    # update_id being posted
+        }
+        self.webhook_url = url
+        if deliver and (self._webhook_thread is None or not self._webhook_thread.is_alive()):
+            self._webhook_thread = threading.Thread(target=self._webhook_worker,
+                                                    name="fake-telegram-webhook", daemon=True)
+            self._webhook_thread.start()
+        self.cond.notify_all()
+
+    def _clear_webhook(self):
+        """No webhook any more (deleteWebhook, a new setWebhook, reset)."""
+        self._webhook_gen += 1
+        self.webhook = None
+        self.webhook_url = ""
+        self.cond.notify_all()
+
     def _m_get_webhook_info(self, params, ctx):
-        """getWebhookInfo: URL and pending update count."""
-        info = {"url": self.webhook_url, "has_custom_certificate": False,
+        """getWebhookInfo: the WebhookInfo object, fields in Telegram's order."""
+        wh = self.webhook
+        info = {"url": self.webhook_url,
+                "has_custom_certificate": bool(wh and wh["has_custom_certificate"]),
                 "pending_update_count": len(self.updates)}
+        if wh is not None and wh["last_error_date"]:
+            info["last_error_date"] = wh["last_error_date"]
+            info["last_error_message"] = wh["last_error_message"]
+        if wh is not None:
+            info["max_connections"] = wh["max_connections"]
         if self.allowed_updates is not None:
-            info["allowed_updates"] = sorted(self.allowed_updates)
+            info["allowed_updates"] = [k for k in UPDATE_KIND_ORDER if k in self.allowed_updates]
         return info
+
+    # -- webhook delivery --------------------------------------------------------
+
+    def _webhook_worker(self):
+        """Deliver queued updates to the webhook, one at a time, oldest first.
+
+        Runs on its own thread; holds the lock except while posting."""
+        conn = WebhookConnection()
+        try:
+            with self.cond:
+                while not self._stopping:
+                    job, wait = self._next_delivery()
+                    if job is None:
+                        self.cond.wait(wait)
+                        continue
+                    self.cond.release()
+                    try:
+                        result = conn.post(job)
+                        if result["ok"]:
+                            result["webhook_reply"] = self._webhook_reply(result)
+                    except Exception:
+                        result = {"ok": False, "status": None, "reason": None,
+                                  "error": "internal error in the fake", "retry_after": None,
+                                  "connection": None, "response_body": None,
+                                  "response_headers": {}, "webhook_reply": None}
+                        conn.close()
+                        with self.cond:
+                            self.stats["internal_errors"] += 1
+                        self.log("internal error in webhook delivery:\n%s"
+                                 % traceback.format_exc())
+                    finally:
+                        self.cond.acquire()
+                    self._finish_delivery(job, result)
+        finally:
+            conn.close()
+
+    def _next_delivery(self):
+        """(job, None) for the update to post now, or (None, seconds to wait)."""
+        wh = self.webhook
+        if wh is None or not wh["deliver"] or not self.updates:
+            return None, 1.0
+        uid, update = self.updates[0]
+        retry = wh["retry"]
+        if retry is None or retry["update_id"] != uid:
+            retry = wh["retry"] = {"update_id": uid, "failures": 0, "next_at": 0.0}
+        left = retry["next_at"] - time.monotonic()
+        if left > 0:
+            return None, min(left, 1.0)
+        wh["in_flight"] = uid
+        return {
+            "epoch": self._epoch,
+            "gen": wh["gen"],
+            "update_id": uid,
+            "attempt": retry["failures"] + 1,
+            "url": wh["url"],
+            "target": wh["target"],
+            "secret_token": wh["secret_token"],
+            "body": update_body(update),
+            "timeout": self.webhook_timeout,
+        }, None
+
+    def _finish_delivery(self, job, result):
+        """Record one delivery attempt and confirm or reschedule its update."""
+        if job["epoch"] != self._epoch:   # /control/reset meanwhile: forget it
+            return
+        now = time.time()
+        wh = self.webhook
+        current = wh is not None and wh["gen"] == job["gen"]
+        if current:
+            wh["in_flight"] = None
+        retry_in = None
+        st = self.stats
+        st["webhook_attempts"] += 1
+        if result["ok"]:
+            for i, (uid, _) in enumerate(self.updates):
+                if uid == job["update_id"]:
+                    del self.updates[i]
+                    st["updates_delivered"] += 1
+                    break
+            if current:
+                wh["retry"] = None
+        else:
+            st["webhook_failures"] += 1
+            if current:
+                retry = wh["retry"]
+                if retry is not None and retry["update_id"] == job["update_id"]:
+                    retry["failures"] += 1
+                    if result.get("retry_after") is not None:
+                        retry_in = float(result["retry_after"])
+                    else:
+                        retry_in = min(self.webhook_retry_max, self.webhook_retry_min
+                                       * 2 ** min(retry["failures"] - 1, 30))
+                    retry["next_at"] = time.monotonic() + retry_in
+                wh["last_error_date"] = int(now)
+                wh["last_error_message"] = result["error"]
+        if result.get("webhook_reply"):
+            st["webhook_replies"] += 1
+        self._delivery_seq += 1
+        self.deliveries.append({
+            "seq": self._delivery_seq,
+            "update_id": job["update_id"],
+            "attempt": job["attempt"],
+            "url": job["url"],
+            "started": result.get("started"),
+            "time": now,
+            "duration": round(now - result["started"], 6) if result.get("started") else None,
+            "ok": result["ok"],
+            "status": result["status"],
+            "reason": result["reason"],
+            "error": result["error"],
+            "retry_in": retry_in,
+            "secret_token": job["secret_token"] or None,
+            "request_headers": result.get("request_headers"),
+            "response_headers": result.get("response_headers"),
+            "response_body": result.get("response_body"),
+            "connection": result.get("connection"),
+            "webhook_reply": result.get("webhook_reply"),
+            "webhook_current": current,
+        })
+        self.cond.notify_all()
+
+    def _webhook_reply(self, result):
+        """Carry out a Bot API call given in a 2xx webhook answer (Telegram
+        runs any method but getters, setWebhook, deleteWebhook, close and
+        logOut, and tells nobody the outcome); returns the method or None.
+        Runs without the lock."""
+        body = result.get("raw_body") or b""
+        if not body:
+            return None
+        params, err = parse_params("", body, result.get("content_type"))
+        method = params.pop("method", None) if not err else None
+        if not isinstance(method, str) or not method.strip():
+            return None
+        method = method.strip()
+        lc = method.lower()
+        if lc in WEBHOOK_REPLY_REFUSED or lc.startswith("get"):
+            return None
+        self.bot_call(self.token, method, params, None, webhook_reply=True)
+        return method
 
     def _m_get_file(self, params, ctx):
         """getFile: the File object of an injected file."""
@@ -1696,7 +2052,7 @@ class FakeTelegram:
         if impl is None:
             return 404, {"error": "unknown control endpoint %r" % name}
         try:
-            if name == "wait":
+            if name in ("wait", "wait_deliveries"):
                 return 200, impl(args)
             with self.cond:
                 return 200, impl(args)
@@ -2015,20 +2371,117 @@ class FakeTelegram:
         return self._member_update(self._arg_int(args, "chat_id"), False)
 
     def _c_webhook(self, args):
-        """POST /control/webhook: pretend a webhook is set."""
+        """POST /control/webhook: pretend that someone else set a webhook
+        (nothing is delivered); an empty url removes it."""
         url = args.get("url") or ""
         if not isinstance(url, str):
             raise ControlError(400, "url must be a string")
-        self.webhook_url = url
+        if url:
+            self._install_webhook(url, parse_webhook_url(url), "",
+                                  WEBHOOK_DEFAULT_CONNECTIONS, False, False, external=True)
+        else:
+            self._clear_webhook()
         return {"url": url}
 
+    def _settings(self):
+        """The switchable settings, as /control/config answers them."""
+        return {"rate_limits": self.rate_limits, "html_strict": self.html_strict,
+                "webhook_http": self.webhook_http, "webhook_timeout": self.webhook_timeout,
+                "webhook_retry_min": self.webhook_retry_min,
+                "webhook_retry_max": self.webhook_retry_max}
+
     def _c_config(self, args):
-        """POST /control/config: switch rate limits or HTML strictness."""
+        """POST /control/config: switch rate limits, HTML strictness and the
+        webhook settings (--webhook-http, --webhook-timeout, --webhook-retry-*)."""
+        self._arg_bool(args, "webhook_http")   # refuse a malformed value before changing anything
+        timing = {}
+        for name in ("webhook_timeout", "webhook_retry_min", "webhook_retry_max"):
+            if name in args:
+                timing[name] = self._arg_float(args, name, getattr(self, name))
+        if timing.get("webhook_timeout", 1.0) <= 0:
+            raise ControlError(400, "webhook_timeout must be positive")
         if "rate_limits" in args:
             self.rate_limits = bool(args["rate_limits"])
         if "html_strict" in args:
             self.html_strict = bool(args["html_strict"])
-        return {"rate_limits": self.rate_limits, "html_strict": self.html_strict}
+        webhook_http = self._arg_bool(args, "webhook_http")
+        if webhook_http is not None:
+            self.webhook_http = webhook_http
+        for name, value in timing.items():
+            setattr(self, name, value)
+        self.cond.notify_all()
+        return self._settings()
+
+    def _deliveries_since(self, since, update_id=None, ok=None):
+        """Delivery attempts after seq since, optionally filtered."""
+        out = []
+        for d in reversed(self.deliveries):
+            if d["seq"] <= since:
+                break
+            if update_id is not None and d["update_id"] != update_id:
+                continue
+            if ok is not None and d["ok"] != ok:
+                continue
+            out.append(d)
+        out.reverse()
+        return out
+
+    @staticmethod
+    def _arg_bool(args, name):
+        """An optional boolean control argument: None, or true/false."""
+        v = args.get(name)
+        if v is None or v == "":
+            return None
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.lower() in ("true", "1", "false", "0"):
+            return v.lower() in ("true", "1")
+        raise ControlError(400, "%s must be true or false" % name)
+
+    def _webhook_status(self):
+        """The webhook as /control/deliveries and /control/state show it."""
+        wh = self.webhook
+        if wh is None:
+            return None
+        retry = wh["retry"]
+        left = None
+        if retry is not None and retry["failures"]:
+            left = round(max(0.0, retry["next_at"] - time.monotonic()), 3)
+        return {"url": wh["url"], "secret_token": wh["secret_token"] or None,
+                "max_connections": wh["max_connections"], "delivering": wh["deliver"],
+                "external": wh["external"], "in_flight": wh["in_flight"],
+                "failures": retry["failures"] if retry else 0,
+                "next_attempt_in": left,
+                "last_error_date": wh["last_error_date"] or None,
+                "last_error_message": wh["last_error_message"] or None}
+
+    def _c_deliveries(self, args):
+        """GET /control/deliveries: webhook delivery attempts after since."""
+        since = self._arg_int(args, "since", required=False, default=0)
+        found = self._deliveries_since(since, self._arg_int(args, "update_id", required=False),
+                                       self._arg_bool(args, "ok"))
+        return {"deliveries": copy.deepcopy(found), "last_seq": self._delivery_seq,
+                "webhook": self._webhook_status(),
+                "pending_update_ids": [u for u, _ in self.updates][:1000]}
+
+    def _c_wait_deliveries(self, args):
+        """GET /control/wait_deliveries: long-poll for count matching attempts."""
+        since = self._arg_int(args, "since", required=False, default=0)
+        update_id = self._arg_int(args, "update_id", required=False)
+        want_ok = self._arg_bool(args, "ok")
+        count = self._arg_int(args, "count", required=False, default=1)
+        timeout = min(self._arg_float(args, "timeout", 10.0), CONTROL_WAIT_MAX)
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                found = self._deliveries_since(since, update_id, want_ok)
+                left = deadline - time.monotonic()
+                if len(found) >= count or left <= 0 or self._stopping:
+                    return {"deliveries": copy.deepcopy(found),
+                            "timed_out": len(found) < count, "last_seq": self._delivery_seq,
+                            "webhook": self._webhook_status(),
+                            "pending_update_ids": [u for u, _ in self.updates][:1000]}
+                self.cond.wait(left)
 
     def _calls_since(self, since, method=None, chat_id=None):
         """Logged calls after seq since, optionally filtered (scans from the
@@ -2125,6 +2578,7 @@ class FakeTelegram:
         st["allowed_updates"] = (sorted(self.allowed_updates)
                                  if self.allowed_updates is not None else None)
         st["webhook_url"] = self.webhook_url
+        st["webhook_deliveries_last_seq"] = self._delivery_seq
         st["faults_pending"] = [self._describe_fault(f) for f in self.faults]
         st["last_seq"] = self._call_seq
         st["next_update_id"] = self._next_update_id
@@ -2152,8 +2606,10 @@ class FakeTelegram:
             "callback_queries": {k: {"answered": v["answered"], "data": v["query"].get("data")}
                                  for k, v in self.callback_queries.items()},
             "webhook_url": self.webhook_url,
+            "webhook": self._webhook_status(),
             "rate_limits": self.rate_limits,
             "html_strict": self.html_strict,
+            "settings": self._settings(),
         }
 
     def _c_reset(self, args):
@@ -2184,6 +2640,154 @@ def _peer_alive(sock):
         return True
     except (OSError, ValueError):
         return False
+
+
+class WebhookConnection:
+    """The fake's connection to the webhook (loopback addresses only).
+
+    Kept open between deliveries, like Telegram's keep-alive connections,
+    and replaced when the webhook closed it or answered "Connection: close".
+    ``post`` sends one update and describes what happened; it never raises
+    for network trouble."""
+
+    def __init__(self):
+        self.conn = None
+        self.key = None
+
+    def close(self):
+        """Drop the connection."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except OSError:
+                pass
+        self.conn = None
+        self.key = None
+
+    @staticmethod
+    def _connect(target, timeout):
+        """A new HTTPConnection to the webhook's loopback address."""
+        first_error = None
+        for addr in LOOPBACK_HOSTS.get(target["host"], ()):
+            sock = None
+            try:
+                family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.settimeout(timeout)
+                sock.connect((addr, target["port"]))
+            except OSError as e:   # localhost: try ::1 too, report 127.0.0.1's error
+                if sock is not None:
+                    sock.close()
+                first_error = first_error or e
+                continue
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if target["scheme"] == "https":
+                    ctx = ssl.create_default_context()
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE   # test certificates are self-signed
+                    sock = ctx.wrap_socket(sock, server_hostname=(
+                        None if target["host"] in ("127.0.0.1", "::1") else target["host"]))
+            except OSError:
+                sock.close()
+                raise
+            conn = http.client.HTTPConnection(target["host_header"], target["port"],
+                                              timeout=timeout)
+            conn.sock = sock
+            return conn
+        raise first_error or OSError("no loopback address for %s" % target["host"])
+
+    def post(self, job):
+        """POST job's body; returns a result dict (ok, status, reason, error,
+        retry_after, headers, bodies, connection new/reused)."""
+        target = job["target"]
+        timeout = job["timeout"]
+        key = (target["scheme"], target["host"], target["port"])
+        result = {"started": time.time(), "ok": False, "status": None, "reason": None,
+                  "error": None, "retry_after": None, "connection": None,
+                  "request_headers": None, "response_headers": None,
+                  "response_body": None, "raw_body": None, "content_type": None}
+        if self.conn is not None and (self.key != key or self.conn.sock is None
+                                      or not _peer_alive(self.conn.sock)):
+            self.close()
+        phase = "connect"
+        try:
+            if self.conn is None:
+                result["connection"] = "new"
+                self.conn = self._connect(target, timeout)
+                self.key = key
+            else:
+                result["connection"] = "reused"
+                self.conn.sock.settimeout(timeout)
+            phase = "send"
+            headers = [("Host", target["host_header"])]
+            if target["userinfo"]:
+                headers.append(("Authorization", "Basic " + base64.b64encode(
+                    urllib.parse.unquote(target["userinfo"]).encode("utf-8")).decode("ascii")))
+            if job["secret_token"]:
+                headers.append(("X-Telegram-Bot-Api-Secret-Token", job["secret_token"]))
+            headers += [("Content-Type", "application/json"),
+                        ("Content-Length", str(len(job["body"]))),
+                        ("Connection", "keep-alive"),
+                        ("Accept-Encoding", "gzip, deflate")]
+            result["request_headers"] = dict(headers)
+            c = self.conn
+            c.putrequest("POST", target["target"], skip_host=True, skip_accept_encoding=True)
+            for name, value in headers:
+                c.putheader(name, value)
+            c.endheaders(job["body"])
+            phase = "read"
+            resp = c.getresponse()
+            raw = resp.read()
+            result["status"] = resp.status
+            result["reason"] = resp.reason
+            result["response_headers"] = dict(resp.getheaders())
+            result["content_type"] = resp.getheader("Content-Type")
+            encoding = (resp.getheader("Content-Encoding") or "").strip().lower()
+            if encoding in ("gzip", "deflate") and raw:
+                try:
+                    raw = zlib.decompress(raw, 47)   # gzip or zlib header
+                except zlib.error:
+                    try:
+                        raw = zlib.decompress(raw, -15)   # raw deflate
+                    except zlib.error:
+                        pass
+            result["raw_body"] = raw[:WEBHOOK_RESPONSE_MAX]
+            result["response_body"] = raw[:2000].decode("utf-8", "replace")
+            if resp.will_close:
+                self.close()
+            if 200 <= resp.status <= 299:
+                result["ok"] = True
+            else:
+                result["error"] = "Wrong response from the webhook: %d %s" % (
+                    resp.status, resp.reason)
+                ra = (resp.getheader("Retry-After") or "").strip()
+                if ra.isdigit():
+                    result["retry_after"] = min(int(ra), WEBHOOK_RETRY_AFTER_MAX)
+        except (socket.timeout, TimeoutError):
+            result["error"] = ("Connection timed out" if phase == "connect"
+                               else "Read timeout expired")
+            self.close()
+        except ConnectionRefusedError:
+            result["error"] = "Connection refused"
+            self.close()
+        except http.client.RemoteDisconnected:
+            result["error"] = "Webhook connection closed"
+            self.close()
+        except (ConnectionResetError, BrokenPipeError):
+            result["error"] = "Connection reset by peer"
+            self.close()
+        except http.client.HTTPException as e:
+            result["error"] = "Wrong response from the webhook: %s" % (
+                type(e).__name__ if not str(e) else str(e)[:200])
+            self.close()
+        except ssl.SSLError as e:
+            result["error"] = "SSL error {%s}" % (e.reason or e)
+            self.close()
+        except OSError as e:
+            result["error"] = e.strerror or str(e) or type(e).__name__
+            self.close()
+        return result
 
 
 class BodyError(Exception):
@@ -2477,15 +3081,31 @@ def main(argv=None):
     ap.add_argument("--html-strict", choices=("on", "off"), default="on",
                     help="refuse unescaped & and > in HTML text (Telegram tolerates them)")
     ap.add_argument("--first-update-id", type=int, default=500000001)
+    ap.add_argument("--webhook-http", choices=("on", "off"), default="off",
+                    help="let setWebhook accept http:// (and any port) for 127.0.0.1, ::1 "
+                         "and localhost, and deliver updates there")
+    ap.add_argument("--webhook-timeout", type=float, default=10.0, metavar="SECONDS",
+                    help="how long a webhook delivery may take to connect and to answer")
+    ap.add_argument("--webhook-retry-min", type=float, default=0.5, metavar="SECONDS",
+                    help="delay before the first retry of a failed delivery (then doubling)")
+    ap.add_argument("--webhook-retry-max", type=float, default=4.0, metavar="SECONDS",
+                    help="longest delay between retries of a failed delivery")
     ap.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = ap.parse_args(argv)
+    if not (args.webhook_timeout > 0 and args.webhook_retry_min >= 0
+            and args.webhook_retry_max >= 0):
+        ap.error("--webhook-timeout must be positive, --webhook-retry-* not negative")
 
     def log(msg):
         sys.stderr.write("fake_telegram: %s\n" % msg)
         sys.stderr.flush()
 
     core = FakeTelegram(args.token, args.bot_username, args.rate_limits == "on",
-                        args.html_strict == "on", args.first_update_id, log)
+                        args.html_strict == "on", args.first_update_id, log,
+                        webhook_http=args.webhook_http == "on",
+                        webhook_timeout=args.webhook_timeout,
+                        webhook_retry_min=args.webhook_retry_min,
+                        webhook_retry_max=args.webhook_retry_max)
     try:
         server = FakeServer(args.port, core, args.verbose)
     except OSError as e:

@@ -26,6 +26,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.dont_write_bytecode = True  # the in-process parser case imports fake_telegram
 
@@ -240,6 +241,124 @@ def raw_http(port, request_bytes, read=True, timeout=5):
         return out
     finally:
         s.close()
+
+
+class Receiver:
+    """A tiny webhook endpoint on 127.0.0.1 for the webhook cases.
+
+    Records every request (path, lower-case headers, raw body, parsed JSON)
+    and answers from ``script`` (one step per request, then ``default``): a
+    step is a dict with optional ``status``, ``body`` (bytes),
+    ``content_type``, ``headers``, ``delay`` (seconds before answering).
+    ``http11``: keep connections alive (HTTP/1.1) or close after each answer.
+    """
+
+    def __init__(self, port=0, http11=True, script=(), default=None):
+        self.requests = []
+        self.cond = threading.Condition()
+        self.script = list(script)
+        self.default = default or {"status": 200}
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if http11 else "HTTP/1.0"
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.cond:
+                    rec = {"method": "POST", "path": self.path, "raw": body,
+                           "headers": {k.lower(): v for k, v in self.headers.items()},
+                           "peer_port": self.client_address[1], "time": time.time()}
+                    try:
+                        rec["json"] = json.loads(body)
+                    except ValueError:
+                        rec["json"] = None
+                    receiver.requests.append(rec)
+                    step = receiver.script.pop(0) if receiver.script else receiver.default
+                    receiver.cond.notify_all()
+                if step.get("delay"):
+                    time.sleep(step["delay"])
+                payload = step.get("body", b"")
+                try:
+                    self.send_response(step.get("status", 200))
+                    for k, v in step.get("headers", {}).items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Type", step.get("content_type", "text/plain"))
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    self.close_connection = True
+
+            def log_message(self, fmt, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = "http://127.0.0.1:%d/webhook/telegram" % self.port
+        self.thread = threading.Thread(target=self.server.serve_forever,
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def wait(self, count, timeout=10):
+        """The first ``count`` requests (AssertionError if they do not come)."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("receiver got %d requests, want %d"
+                                         % (len(self.requests), count))
+                self.cond.wait(left)
+            return list(self.requests)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port():
+    """A port of 127.0.0.1 that nobody listens on (right now)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def webhook_on(f, **settings):
+    """Let the shared fake deliver to loopback http webhooks, quickly."""
+    args = {"webhook_http": True, "webhook_retry_min": 0.2, "webhook_retry_max": 0.5}
+    args.update(settings)
+    return f.ctl("config", args)
+
+
+def deliveries(f, since=0, **filters):
+    return f.ctl("deliveries", dict(filters, since=since), method="GET")["deliveries"]
+
+
+def wait_deliveries(f, count, since=0, timeout=10, **filters):
+    r = f.ctl("wait_deliveries", dict(filters, since=since, count=count, timeout=timeout),
+              method="GET", timeout=timeout + 10)
+    if r["timed_out"]:
+        raise AssertionError("%d deliveries, want %d: %r" % (len(r["deliveries"]), count,
+                                                             r["deliveries"]))
+    return r["deliveries"]
+
+
+def forge_update(url, update, secret=None, timeout=10):
+    """POST an update to a webhook the way the README shows (a forged
+    request: any secret or none); returns (HTTP status, body)."""
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    req = urllib.request.Request(url, json.dumps(update).encode(), headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 # -- cases --------------------------------------------------------------------------
@@ -915,6 +1034,387 @@ def webhooks(f):
 
 
 @case
+def set_webhook_validation(f):
+    bad = "Bad Request: bad webhook: "
+    for url, desc in (
+            ("http://127.0.0.1:8080/hook", bad + "An HTTPS URL must be provided for webhook"),
+            ("http://localhost/hook", bad + "An HTTPS URL must be provided for webhook"),
+            ("https://127.0.0.1/hook", bad + "IP address 127.0.0.1 is reserved"),
+            ("https://localhost:8443/hook", bad + "IP address 127.0.0.1 is reserved"),
+            ("https://10.1.2.3/hook", bad + "IP address 10.1.2.3 is reserved"),
+            ("https://[::1]/hook", bad + "IPv6-only addresses are not allowed"),
+            ("https://bot.example.com:8080/hook",
+             bad + "Webhook can be set up only on ports 80, 88, 443 or 8443"),
+            ("ftp://bot.example.com/hook", "Bad Request: invalid webhook URL specified"),
+            ("https://", "Bad Request: invalid webhook URL specified"),
+            ("https://bot.example.com:99999/", "Bad Request: invalid webhook URL specified"),
+            ("https://bot.example.com/a b", "Bad Request: invalid webhook URL specified")):
+        api_error(f.bot("setWebhook", {"url": url}), 400, desc, url)
+    for port in (443, 80, 88, 8443):
+        api_ok(f.bot("setWebhook", {"url": "https://bot.example.com:%d/h" % port}), str(port))
+    eq(f.bot("setWebhook", {"url": "bot.example.com/h"})[1]["description"], "Webhook was set",
+       "no scheme means https")
+    # secret_token: 1-256 characters of A-Z a-z 0-9 _ -
+    for secret, desc in (("x" * 257, "Bad Request: secret token is too long"),
+                         ("a b", "Bad Request: secret token contains unallowed characters"),
+                         ("123:ABC", "Bad Request: secret token contains unallowed characters"),
+                         ("abc=", "Bad Request: secret token contains unallowed characters"),
+                         ("päss", "Bad Request: secret token contains unallowed characters")):
+        api_error(f.bot("setWebhook", {"url": "https://bot.example.com/h", "secret_token": secret}),
+                  400, desc, "secret %r" % secret[:10])
+    eq(api_ok(f.bot("getWebhookInfo"))["url"], "", "a refused setWebhook leaves no webhook")
+    good = "Az09_-" * 42 + "Az09"
+    eq(len(good), 256, "secret length")
+    api_ok(f.bot("setWebhook", {"url": "https://bot.example.com/h", "secret_token": good}), "256")
+    eq(f.bot("setWebhook", {"url": "https://bot.example.com/h", "secret_token": good}
+             )[1]["description"], "Webhook is already set", "same again")
+    eq(f.bot("setWebhook", {"url": "https://bot.example.com/h", "secret_token": "other"}
+             )[1]["description"], "Webhook was set", "new secret")
+    # max_connections: 1-100, default 40, clamped like telegram-bot-api's get_integer_arg
+    for given, want in ((None, 40), (0, 1), (7, 7), (500, 100), ("12", 12)):
+        params = {"url": "https://m.example.com/%s" % given}
+        if given is not None:
+            params["max_connections"] = given
+        api_ok(f.bot("setWebhook", params, how="form"), "max_connections %r" % given)
+        eq(api_ok(f.bot("getWebhookInfo"))["max_connections"], want, "max_connections")
+    # allowed_updates: applied like getUpdates', reported in Telegram's order
+    api_ok(f.bot("setWebhook", {"url": "https://a.example.com/h",
+                                "allowed_updates": ["callback_query", "Message"]}))
+    info = api_ok(f.bot("getWebhookInfo"))
+    eq(info, {"url": "https://a.example.com/h", "has_custom_certificate": False,
+              "pending_update_count": 0, "max_connections": 40,
+              "allowed_updates": ["message", "callback_query"]}, "info")
+    api_ok(f.bot("setWebhook", {"url": "https://a.example.com/h",
+                                "allowed_updates": ["callback_query"]}))
+    eq(f.say(42, "filtered")["filtered"], True, "allowed_updates of setWebhook applied")
+    api_ok(f.bot("setWebhook", {"url": "https://a.example.com/h", "allowed_updates": []}))
+    ok("allowed_updates" not in api_ok(f.bot("getWebhookInfo")), "[] restores the default")
+    # --webhook-http on: loopback http with any port; other hosts keep the rules
+    webhook_on(f)
+    for url in ("http://127.0.0.1:1/hook", "http://localhost:65535/x?y=1", "http://[::1]:9/",
+                "https://127.0.0.1:4443/hook"):
+        api_ok(f.bot("setWebhook", {"url": url}), url)
+        eq(api_ok(f.bot("getWebhookInfo"))["url"], url, "set " + url)
+    api_error(f.bot("setWebhook", {"url": "http://bot.example.com:8080/h"}), 400,
+              bad + "An HTTPS URL must be provided for webhook", "only loopback over http")
+    api_error(f.bot("setWebhook", {"url": "http://127.0.0.2/h"}), 400,
+              bad + "An HTTPS URL must be provided for webhook", "127.0.0.2 is no exception")
+    # with rate limits on, one setWebhook with a URL per second (deletes are free)
+    f.ctl("config", {"rate_limits": True})
+    time.sleep(1.05)
+    api_ok(f.bot("setWebhook", {"url": "https://r.example.com/1"}), "first")
+    status, obj = f.bot("setWebhook", {"url": "https://r.example.com/2"})
+    eq((status, obj), (429, {"ok": False, "error_code": 429,
+                             "description": "Too Many Requests: retry after 1",
+                             "parameters": {"retry_after": 1}}), "second within 1 s")
+    api_ok(f.bot("deleteWebhook"), "delete not limited")
+    time.sleep(1.05)
+    api_ok(f.bot("setWebhook", {"url": "https://r.example.com/2"}), "after a second")
+    eq(f.stats()["early_retries"], 0, "waited")
+    f.ctl("config", {"rate_limits": False})
+    # junk never breaks the fake
+    for params in ({"url": {"a": 1}, "max_connections": "x", "secret_token": [1],
+                    "allowed_updates": 5, "drop_pending_updates": {}},
+                   {"url": ["https://x.example/"], "certificate": "attach://nope"},
+                   {"url": "https://x.example/", "max_connections": [], "ip_address": 5}):
+        for method in ("setWebhook", "deleteWebhook", "getWebhookInfo"):
+            status, _ = f.bot(method, params)
+            ok(status in (200, 400), "%s answered %s" % (method, status))
+    eq(f.stats()["internal_errors"], 0, "no internal errors")
+
+
+@case
+def set_webhook_ends_a_waiting_get_updates(f):
+    getter = in_thread(lambda: f.bot("getUpdates", {"timeout": 20}))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    api_ok(f.bot("setWebhook", {"url": "https://bot.example.com/h"}))
+    api_error(getter(), 409, "Conflict: terminated by setWebhook request", "poll ended")
+    ok(time.monotonic() - t0 < 2, "at once")
+    api_error(f.bot("getUpdates"), 409,
+              "Conflict: can't use getUpdates method while webhook is active; "
+              "use deleteWebhook to delete the webhook first", "409 while set")
+
+
+@case
+def webhook_delivery_secret_header_and_order(f):
+    webhook_on(f)
+    rx = Receiver()
+    try:
+        first = f.say(42, "one")
+        status, obj = f.bot("setWebhook", {"url": rx.url + "?k=v", "secret_token": "s3cr3t_-X",
+                                           "allowed_updates": ["message", "callback_query"]})
+        eq(obj.get("description"), "Webhook was set", "set")
+        bot_msg = api_ok(f.send(42, "pick", reply_markup={"inline_keyboard": [[
+            {"text": "A", "callback_data": "a"}]]}))
+        ids = [first["update_id"], f.say(42, "two")["update_id"],
+               f.ctl("callback", {"chat_id": 42, "from_id": 42, "message_id":
+                                  bot_msg["message_id"], "data": "a"})["update_id"],
+               f.say(-1001234567890, "/start@rivet_test_bot", from_id=7)["update_id"]]
+        got = rx.wait(4)
+        time.sleep(0.2)
+        eq(len(rx.requests), 4, "one POST per update")
+        eq([r["json"]["update_id"] for r in got], ids, "update_id order")
+        eq([list(r["json"])[1] for r in got],
+           ["message", "message", "callback_query", "message"], "kinds")
+        for r in got:
+            eq(r["path"], "/webhook/telegram?k=v", "path and query")
+            eq(r["headers"].get("x-telegram-bot-api-secret-token"), "s3cr3t_-X", "secret header")
+            eq(r["headers"].get("content-type"), "application/json", "content type")
+            eq(r["headers"].get("host"), "127.0.0.1", "Host without port, as Telegram sends it")
+            ok(r["raw"].startswith(b'{"update_id":%d,\n' % r["json"]["update_id"]),
+               "update_id first: %r" % r["raw"][:40])
+        eq(got[1]["json"]["message"]["text"], "two", "the update itself")
+        api_error(f.bot("getUpdates"), 409,
+                  "Conflict: can't use getUpdates method while webhook is active; "
+                  "use deleteWebhook to delete the webhook first", "no polling")
+        wait_deliveries(f, 4)
+        info = api_ok(f.bot("getWebhookInfo"))
+        eq(info, {"url": rx.url + "?k=v", "has_custom_certificate": False,
+                  "pending_update_count": 0, "max_connections": 40,
+                  "allowed_updates": ["message", "callback_query"]}, "info, no error")
+        ds = wait_deliveries(f, 4)  # the log entry is written just after the answer
+        eq([(d["update_id"], d["ok"], d["status"], d["attempt"], d["secret_token"])
+            for d in ds], [(u, True, 200, 1, "s3cr3t_-X") for u in ids], "delivery log")
+        eq([d["connection"] for d in ds], ["new", "reused", "reused", "reused"], "keep-alive")
+        ok(all(d["error"] is None and d["time"] >= d["started"] for d in ds), "times")
+        eq(deliveries(f, since=ds[1]["seq"])[0]["update_id"], ids[2], "since")
+        eq(len(deliveries(f, update_id=ids[1])), 1, "by update_id")
+        st = f.stats()
+        eq((st["webhook_attempts"], st["webhook_failures"], st["pending_updates"]), (4, 0, 0),
+           "stats")
+        # without a secret no header is sent
+        api_ok(f.bot("setWebhook", {"url": rx.url}))
+        uid = f.say(42, "three")["update_id"]
+        r = rx.wait(5)[4]
+        eq(r["json"]["update_id"], uid, "delivered")
+        ok("x-telegram-bot-api-secret-token" not in r["headers"], "no secret header")
+        eq(wait_deliveries(f, 5)[-1]["secret_token"], None, "logged without secret")
+    finally:
+        rx.stop()
+
+
+@case
+def webhook_retries_after_500_with_backoff(f):
+    webhook_on(f)
+    rx = Receiver(http11=False, script=[{"status": 500, "body": b"boom"}, {"status": 500},
+                                        {"status": 503, "headers": {"Retry-After": "1"}}])
+    try:
+        api_ok(f.bot("setWebhook", {"url": rx.url, "secret_token": "abc"}))
+        u1 = f.say(42, "first")["update_id"]
+        time.sleep(0.05)
+        u2 = f.say(42, "second")["update_id"]
+        got = rx.wait(5, timeout=15)
+        eq([r["json"]["update_id"] for r in got], [u1, u1, u1, u1, u2],
+           "retried, the next update waits for it")
+        ds = wait_deliveries(f, 5)
+        eq([(d["status"], d["ok"]) for d in ds],
+           [(500, False), (500, False), (503, False), (200, True), (200, True)], "statuses")
+        eq(ds[0]["error"], "Wrong response from the webhook: 500 Internal Server Error", "error")
+        eq(ds[2]["error"], "Wrong response from the webhook: 503 Service Unavailable", "503")
+        eq([d["retry_in"] for d in ds[:3]], [0.2, 0.4, 1.0],
+           "doubling from webhook_retry_min; Retry-After honoured")
+        eq([d["attempt"] for d in ds], [1, 2, 3, 4, 1], "attempt numbers")
+        gap = got[3]["time"] - got[2]["time"]
+        ok(0.9 <= gap < 2.5, "waited Retry-After: %.2f s" % gap)
+        ok(got[1]["time"] - got[0]["time"] >= 0.15, "waited before the first retry")
+        eq(ds[0]["response_body"], "boom", "answer kept for the test")
+        ok(all(d["connection"] == "new" for d in ds), "HTTP/1.0 receiver: a connection each")
+        info = api_ok(f.bot("getWebhookInfo"))
+        eq(info["pending_update_count"], 0, "all confirmed")
+        eq(info["last_error_message"], "Wrong response from the webhook: 503 Service Unavailable",
+           "last error stays after success, as on Telegram")
+        ok(abs(info["last_error_date"] - time.time()) < 10, "last_error_date")
+        eq(f.stats()["webhook_failures"], 3, "failures counted")
+    finally:
+        rx.stop()
+
+
+@case
+def webhook_retries_while_nobody_listens(f):
+    webhook_on(f)
+    port = free_port()
+    url = "http://localhost:%d/webhook/telegram" % port
+    eq(f.bot("setWebhook", {"url": url})[1]["description"], "Webhook was set",
+       "set although nobody listens (Telegram checks the address, not the server)")
+    ids = [f.say(42, "m%d" % i)["update_id"] for i in range(3)]
+    ds = wait_deliveries(f, 3)
+    eq({d["error"] for d in ds}, {"Connection refused"}, "refused")
+    eq({d["update_id"] for d in ds}, {ids[0]}, "only the oldest is tried")
+    info = api_ok(f.bot("getWebhookInfo"))
+    eq((info["pending_update_count"], info["last_error_message"]), (3, "Connection refused"),
+       "pending and last error")
+    rx = Receiver(port=port)
+    try:
+        got = rx.wait(3, timeout=10)
+        eq([r["json"]["update_id"] for r in got], ids, "all delivered in order once it listens")
+        eq(got[0]["headers"].get("host"), "localhost", "Host")
+        wait_deliveries(f, 3, ok=True)
+        eq(api_ok(f.bot("getWebhookInfo"))["pending_update_count"], 0, "none pending")
+    finally:
+        rx.stop()
+
+
+@case
+def webhook_timeout_and_dropped_connections(f):
+    webhook_on(f, webhook_timeout=0.5)
+    rx = Receiver(script=[{"delay": 1.5}])
+    try:
+        api_ok(f.bot("setWebhook", {"url": rx.url}))
+        uid = f.say(42, "slow")["update_id"]
+        ds = wait_deliveries(f, 1, ok=True, timeout=15)
+        allds = deliveries(f)
+        eq(allds[0]["error"], "Read timeout expired", "timed out")
+        ok(0.4 <= allds[0]["duration"] < 1.4, "after webhook_timeout: %r" % allds[0]["duration"])
+        eq(ds[0]["update_id"], uid, "then delivered")
+        eq([r["json"]["update_id"] for r in rx.requests], [uid, uid],
+           "the update came twice, as from Telegram after a timeout")
+    finally:
+        rx.stop()
+    # a webhook that closes the connection without answering
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(5)
+    port = s.getsockname()[1]
+    try:
+        since = f.ctl("deliveries", method="GET")["last_seq"]
+        api_ok(f.bot("setWebhook", {"url": "http://127.0.0.1:%d/" % port}))
+        f.say(42, "dropped")
+
+        def drop_one():
+            c, _ = s.accept()
+            c.recv(65536)
+            c.close()
+        t = threading.Thread(target=drop_one, daemon=True)
+        t.start()
+        d = wait_deliveries(f, 1, since=since)[0]
+        eq(d["error"], "Webhook connection closed", "closed without answer")
+        ok(d["retry_in"] is not None, "will retry")
+    finally:
+        s.close()
+    api_ok(f.bot("deleteWebhook"))
+
+
+@case
+def delete_webhook_stops_delivery(f):
+    webhook_on(f)
+    port = free_port()
+    api_ok(f.bot("setWebhook", {"url": "http://127.0.0.1:%d/h" % port}))
+    ids = [f.say(42, "a")["update_id"], f.say(42, "b")["update_id"]]
+    wait_deliveries(f, 1)
+    eq(f.bot("deleteWebhook")[1]["description"], "Webhook was deleted", "deleted")
+    last = f.ctl("deliveries", method="GET")["last_seq"]
+    eq(api_ok(f.bot("getWebhookInfo")), {"url": "", "has_custom_certificate": False,
+                                         "pending_update_count": 2}, "error forgotten")
+    time.sleep(0.2)  # an attempt already under way when deleteWebhook came may still end
+    rx = Receiver(port=port)
+    try:
+        time.sleep(1.0)
+        eq(rx.requests, [], "nothing posted after deleteWebhook")
+        late = deliveries(f, since=last)
+        ok(len(late) <= 1 and not any(d["webhook_current"] for d in late),
+           "no attempts for a deleted webhook: %r" % late)
+        eq([u["update_id"] for u in f.updates()], ids, "pending updates back to getUpdates")
+        # set again: delivery resumes with what is still unconfirmed
+        api_ok(f.bot("setWebhook", {"url": rx.url}))
+        eq([r["json"]["update_id"] for r in rx.wait(2)], ids, "delivered after setWebhook")
+        # drop_pending_updates on delete and on set
+        api_ok(f.bot("deleteWebhook"))
+        f.say(42, "c")
+        api_ok(f.bot("deleteWebhook", {"drop_pending_updates": True}))
+        eq(f.updates(), [], "dropped by deleteWebhook")
+        f.say(42, "d")
+        api_ok(f.bot("setWebhook", {"url": rx.url, "drop_pending_updates": True}))
+        uid = f.say(42, "e")["update_id"]
+        rx.wait(3)
+        time.sleep(0.3)
+        eq([r["json"]["update_id"] for r in rx.requests[2:]], [uid], "d dropped by setWebhook")
+        # the pretend webhook of /control/webhook delivers nothing
+        api_ok(f.bot("deleteWebhook"))
+        f.ctl("webhook", {"url": rx.url})
+        f.say(42, "f")
+        time.sleep(0.5)
+        eq(len(rx.requests), 3, "pretend webhook does not deliver")
+        eq(api_ok(f.bot("getWebhookInfo"))["pending_update_count"], 1, "pending")
+    finally:
+        rx.stop()
+
+
+@case
+def webhook_reply_runs_a_method(f):
+    webhook_on(f)
+    f.say(42, "hi")
+    reply = json.dumps({"method": "sendMessage", "chat_id": 42, "text": "pong"}).encode()
+    rx = Receiver(script=[{"body": reply, "content_type": "application/json"},
+                          {"body": b'{"method":"getMe"}', "content_type": "application/json"},
+                          {"body": b"method=sendMessage&chat_id=42&text=form",
+                           "content_type": "application/x-www-form-urlencoded"},
+                          {"body": b'{"method":"deleteWebhook"}',
+                           "content_type": "application/json"}])
+    try:
+        api_ok(f.bot("setWebhook", {"url": rx.url}))
+        f.say(42, "ping")
+        f.say(42, "who")
+        f.say(42, "form")
+        f.say(42, "delete")
+        ds = wait_deliveries(f, 5)
+        eq([d["webhook_reply"] for d in ds],
+           ["sendMessage", None, "sendMessage", None, None], "replies carried out")
+        calls = f.ctl("sent", {"method": "sendMessage"}, method="GET")["calls"]
+        eq([(c["params"].get("text"), c.get("webhook_reply")) for c in calls],
+           [("pong", True), ("form", True)], "logged as webhook replies")
+        eq(api_ok(f.bot("getWebhookInfo"))["url"], rx.url, "deleteWebhook refused in a reply")
+        eq(f.stats()["webhook_replies"], 2, "counted")
+    finally:
+        rx.stop()
+
+
+@case
+def forged_webhook_request_helper(f):
+    rx = Receiver()
+    try:
+        status, _ = forge_update(rx.url, {"update_id": 1, "message": {"text": "x"}},
+                                 secret="wrong")
+        eq(status, 200, "posted")
+        r = rx.wait(1)[0]
+        eq((r["headers"].get("x-telegram-bot-api-secret-token"), r["json"]["update_id"]),
+           ("wrong", 1), "forged request as the README shows it")
+    finally:
+        rx.stop()
+    eq(deliveries(f), [], "the fake itself posted nothing")
+
+
+@case
+def webhook_cli_options_and_reset(f):
+    g = Fake("--webhook-http", "on", "--webhook-timeout", "0.5", "--webhook-retry-min", "0.1",
+             "--webhook-retry-max", "0.3")
+    rx = Receiver(script=[{"status": 500}] * 4)
+    try:
+        cfg = g.ctl("config")
+        eq((cfg["webhook_http"], cfg["webhook_timeout"], cfg["webhook_retry_min"],
+            cfg["webhook_retry_max"]), (True, 0.5, 0.1, 0.3), "flags")
+        api_ok(g.bot("setWebhook", {"url": rx.url}))
+        g.say(42, "x")
+        ds = wait_deliveries(g, 5)
+        eq([d["retry_in"] for d in ds], [0.1, 0.2, 0.3, 0.3, None], "capped at the max")
+        g.ctl("reset")
+        eq(g.ctl("deliveries", method="GET")["deliveries"], [], "reset forgets deliveries")
+        eq(api_ok(g.bot("getWebhookInfo"))["url"], "", "and the webhook")
+        ok(g.ctl("config")["webhook_http"], "settings survive a reset")
+        status, body, _ = g.request("/control/config", b'{"webhook_timeout": 0}',
+                                    {"Content-Type": "application/json"})
+        eq(status, 400, "timeout must be positive")
+        ok("Traceback" not in g.log(), "no traceback")
+        eq(g.stop(), 0, "stops with a webhook thread")
+    finally:
+        rx.stop()
+        g.stop(signal.SIGKILL)
+    p = subprocess.run([sys.executable, FAKE, "--token", TOKEN, "--webhook-timeout", "0"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+    eq(p.returncode, 2, "bad --webhook-timeout refused")
+
+
+@case
 def photo_and_file_download(f):
     image = png(1000, 500)
     r = f.ctl("photo", {"chat_id": 42, "from_id": 42,
@@ -1422,7 +1922,9 @@ def main(argv):
             t0 = time.monotonic()
             try:
                 f.ctl("reset")
-                f.ctl("config", {"rate_limits": False, "html_strict": True})
+                f.ctl("config", {"rate_limits": False, "html_strict": True,
+                                 "webhook_http": False, "webhook_timeout": 10,
+                                 "webhook_retry_min": 0.5, "webhook_retry_max": 4})
                 note = c(f)
                 if isinstance(note, str) and note.startswith("SKIP"):
                     print("ok %d - %s # %s" % (i, name, note))
