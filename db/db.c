@@ -268,6 +268,11 @@ int db_exec(struct db *db, const char *sql)
     return r;
 }
 
+int db_ping(struct db *db)
+{
+    return db_exec(db, "SELECT 1");
+}
+
 static int prepare(struct db *db, const struct db_stmt *st)
 {
     PGresult *res;

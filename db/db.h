@@ -32,6 +32,8 @@ void db_close(struct db *db);
 const char *db_errmsg(const struct db *db);
 
 int db_begin(struct db *db);
+/* SELECT 1: whether PostgreSQL answers (a lost connection is reset first). */
+int db_ping(struct db *db);
 int db_commit(struct db *db);
 /* Rolls back; safe to call when no transaction is open. */
 int db_rollback(struct db *db);
@@ -85,6 +87,51 @@ int db_user_by_name(struct db *db, struct arena *a, int64_t factory_id, const ch
                     struct user *ret);
 /* The display name closest to name in the factory, or NULL. */
 const char *db_user_suggest(struct db *db, struct arena *a, int64_t factory_id, const char *name);
+
+/* The user's identities, indexed by enum channel (console name, Telegram
+ * user id as text, WhatsApp id); NULL where the user has none. */
+int db_user_identities(struct db *db, struct arena *a, int64_t factory_id, int64_t user_id,
+                       const char *ids[3]);
+/* Removes the user's identity on ch (Telegram or WhatsApp). -ENOENT when the
+ * user has none there; -EINVAL for the console. */
+int db_user_unlink(struct db *db, int64_t factory_id, int64_t user_id, enum channel ch);
+
+/* ---- linking a second channel to a user (/link) ---- */
+
+/* A link code: LINK_CODE_CHARS letters of the invite alphabet (44 bits),
+ * shown in groups of three ("K7Q-M3X-HPR"); LINK_CODE_SIZE holds that. */
+#define LINK_CODE_CHARS 9
+#define LINK_CODE_SIZE 12
+
+/* Creates a one-time code for the user, good for ttl_s seconds, and
+ * removes their earlier unused codes; only its SHA-256 is stored. code_out
+ * (size >= LINK_CODE_SIZE) gets it as shown to users. */
+int db_link_create(struct db *db, int64_t factory_id, int64_t user_id, long long ttl_s,
+                   char *code_out, size_t n);
+/* The user whose valid (unused, unexpired) code this is, without using it.
+ * Case, dashes and spaces in code do not matter. -ENOENT when the code is
+ * unknown, used or expired. */
+int db_link_owner(struct db *db, const char *code, int64_t *factory_id, int64_t *user_id);
+/* In one statement: uses the code and gives its user the identity ext_id
+ * on ch (Telegram or WhatsApp). Returns 0 with the user in *ret;
+ *   -ENOENT   the code is unknown, used or expired, or its user is
+ *             switched off (alike to the person holding the code);
+ *   -EALREADY the code is valid but its user has an identity on ch already:
+ *             nothing changed, and *ret holds that user;
+ *   -EEXIST   ext_id is another user's (nothing changed);
+ *   -EINVAL   ch is the console. */
+int db_link_redeem(struct db *db, struct arena *a, const char *code, enum channel ch,
+                   const char *ext_id, struct user *ret);
+
+/* The guessing limit of /link CODE, per channel and sender. Takes the
+ * sender's count of failed attempts in their current window of window_s
+ * seconds (a window that old starts anew) into *failures, and locks it
+ * until the transaction ends, so that concurrent attempts take turns. */
+int db_link_attempts(struct db *db, enum channel ch, const char *sender, long long window_s,
+                     int *failures);
+/* Counts a failed attempt of the sender (after db_link_attempts(), in the
+ * same transaction); the first failure starts the window. */
+int db_link_attempt_failed(struct db *db, enum channel ch, const char *sender);
 
 /* ---- invites ---- */
 /* Creates an invite; code_out (size >= 16) gets its code. */

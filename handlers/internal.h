@@ -98,6 +98,10 @@ const char *clip(struct hctx *ctx, const char *s, size_t max);
 /* ---- commands ---- */
 int cmd_start(struct hctx *ctx, struct args *args);
 int cmd_help(struct hctx *ctx, struct args *args);
+/* /link (a code), /link CODE (strangers too), /unlink telegram|whatsapp:
+ * handlers/link.c */
+int cmd_link(struct hctx *ctx, struct args *args);
+int cmd_unlink(struct hctx *ctx, struct args *args);
 int cmd_equip(struct hctx *ctx, struct args *args);
 int cmd_wo(struct hctx *ctx, struct args *args);
 int cmd_stats(struct hctx *ctx, struct args *args);

@@ -15,6 +15,13 @@ struct usage {
 static const struct usage usages[] = {
     {"/start", "/start [CODE]", "join your factory with an invite code", "/start K7QM-3XHP-RT2A"},
     {"/help", "/help [COMMAND]", "all commands, or one in detail", "/help wo"},
+    {"/link", "/link", "a one-time code to use Rivet from your other app (Telegram or WhatsApp)",
+     "/link"},
+    {"/link", "/link CODE",
+     "sent from the other app: that chat becomes you, same work orders and alarms",
+     "/link K7Q-M3X-HPR"},
+    {"/unlink", "/unlink telegram|whatsapp",
+     "remove an app from your user (send it from the other one)", "/unlink whatsapp"},
     {"/equip", "/equip list [PAGE]", "equipment, newest first", "/equip list 2"},
     {"/equip", "/equip search TEXT", "find machines; typos are fine", "/equip search simens g120"},
     {"/equip", "/equip view EQ-NUMBER|TEXT", "one machine and its open work orders",
@@ -67,8 +74,8 @@ static const struct usage usages[] = {
 #define N_USAGES (sizeof(usages) / sizeof(usages[0]))
 
 static const char *const commands[] = {
-    "/start", "/help",    "/equip",     "/wo",          "/stats", "/photo", "/alerts",
-    "/ack",   "/resolve", "/subscribe", "/unsubscribe", "/mute",  "/rules"};
+    "/start",  "/help", "/link",    "/unlink",    "/equip",       "/wo",   "/stats", "/photo",
+    "/alerts", "/ack",  "/resolve", "/subscribe", "/unsubscribe", "/mute", "/rules"};
 
 const char *help_usage(const char *usage_prefix)
 {
@@ -204,6 +211,8 @@ static const struct {
 } table[] = {
     {"/start", cmd_start, true},
     {"/help", cmd_help, false},
+    {"/link", cmd_link, true},
+    {"/unlink", cmd_unlink, false},
     {"/equip", cmd_equip, false},
     {"/wo", cmd_wo, false},
     {"/stats", cmd_stats, false},

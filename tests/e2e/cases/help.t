@@ -15,6 +15,18 @@ Rivet commands:
   all commands, or one in detail
   e.g. /help wo
 
+/link
+  a one-time code to use Rivet from your other app (Telegram or WhatsApp)
+  e.g. /link
+
+/link CODE
+  sent from the other app: that chat becomes you, same work orders and alarms
+  e.g. /link K7Q-M3X-HPR
+
+/unlink telegram|whatsapp
+  remove an app from your user (send it from the other one)
+  e.g. /unlink whatsapp
+
 /equip list [PAGE]
   equipment, newest first
   e.g. /equip list 2
