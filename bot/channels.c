@@ -6,6 +6,7 @@
 
 #include "handlers.h"
 #include "tg.h"
+#include "wa.h"
 
 int channel_queue(struct db *db, struct arena *a, enum channel ch, const char *chat,
                   const struct reply *rep, int64_t *outbox_id)
@@ -13,9 +14,10 @@ int channel_queue(struct db *db, struct arena *a, enum channel ch, const char *c
     switch (ch) {
     case CHANNEL_TELEGRAM:
         return tg_queue_reply(db, a, chat, rep, 0, 0, outbox_id);
+    case CHANNEL_WHATSAPP:
+        return wa_queue_reply(db, a, chat, rep, 0, outbox_id);
     default:
-        /* WhatsApp delivery comes with its channel; the console has no
-         * outbox to queue into. */
+        /* The console has no outbox to queue into. */
         return -ENOTSUP;
     }
 }

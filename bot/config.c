@@ -1,6 +1,9 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <strings.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <unistd.h>
@@ -142,6 +145,189 @@ static const char *env(const char *name)
 
 /* MQTT_URL and the settings that go with it. Credentials belong in
  * MQTT_USERNAME and MQTT_PASSWORD, never in the URL: the URL is logged. */
+int config_parse_listen(const char *listen, char *host, size_t host_len, int *port)
+{
+    char h[INET6_ADDRSTRLEN];
+    unsigned char addr[sizeof(struct in6_addr)];
+    const char *colon, *p;
+    size_t hl;
+    long v = 0;
+
+    if (!listen)
+        return -EINVAL;
+    if (listen[0] == '[') {
+        const char *end = strchr(listen, ']');
+
+        if (!end || end[1] != ':')
+            return -EINVAL;
+        hl = (size_t)(end - listen - 1);
+        if (hl == 0 || hl >= sizeof(h))
+            return -EINVAL;
+        memcpy(h, listen + 1, hl);
+        h[hl] = '\0';
+        if (inet_pton(AF_INET6, h, addr) != 1)
+            return -EINVAL;
+        colon = end + 1;
+    } else {
+        /* One colon only: a bare IPv6 address must be bracketed. */
+        colon = strchr(listen, ':');
+        if (!colon || strchr(colon + 1, ':'))
+            return -EINVAL;
+        hl = (size_t)(colon - listen);
+        if (hl == 0) {
+            snprintf(h, sizeof(h), "0.0.0.0");
+        } else if (hl == 9 && strncasecmp(listen, "localhost", 9) == 0) {
+            snprintf(h, sizeof(h), "127.0.0.1");
+        } else {
+            if (hl >= sizeof(h))
+                return -EINVAL;
+            memcpy(h, listen, hl);
+            h[hl] = '\0';
+            if (inet_pton(AF_INET, h, addr) != 1)
+                return -EINVAL;
+        }
+    }
+    p = colon + 1;
+    if (*p == '\0' || strlen(p) > 5)
+        return -EINVAL;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535)
+        return -EINVAL;
+    if (host) {
+        if (strlen(h) >= host_len)
+            return -EINVAL;
+        memcpy(host, h, strlen(h) + 1);
+    }
+    if (port)
+        *port = (int)v;
+    return 0;
+}
+
+/* A URL setting: http:// or https://, nothing else. */
+static bool http_url(const char *v)
+{
+    return strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0;
+}
+
+/* A secret that travels in headers or HMAC keys: printable ASCII, no
+ * blanks, at most max bytes. */
+static bool secret_ok(const char *v, size_t max)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n > max)
+        return false;
+    for (; *v; v++)
+        if (*v <= ' ' || *v > '~')
+            return false;
+    return true;
+}
+
+/* The HTTP server, the Telegram webhook and WhatsApp. No secret is ever
+ * echoed in err. */
+static int web_load(struct config *cfg, char *err, size_t errlen)
+{
+    static const char *const wa_needs[] = {"WHATSAPP_PHONE_NUMBER_ID", "WHATSAPP_APP_SECRET",
+                                           "WHATSAPP_VERIFY_TOKEN"};
+    const char *v;
+
+    cfg->http_listen = env("HTTP_LISTEN");
+    if (!cfg->http_listen)
+        cfg->http_listen = "127.0.0.1:8080";
+    if (strcmp(cfg->http_listen, "off") == 0) {
+        cfg->http_listen = NULL;
+    } else {
+        if (config_parse_listen(cfg->http_listen, NULL, 0, NULL) < 0) {
+            snprintf(err, errlen,
+                     "HTTP_LISTEN must be HOST:PORT (127.0.0.1:8080, [::1]:8080, :8080) or off");
+            return -EINVAL;
+        }
+    }
+
+    cfg->telegram_webhook_url = env("TELEGRAM_WEBHOOK_URL");
+    if (cfg->telegram_webhook_url && strncmp(cfg->telegram_webhook_url, "https://", 8) != 0 &&
+        strncmp(cfg->telegram_webhook_url, "http://", 7) != 0) {
+        snprintf(err, errlen,
+                 "TELEGRAM_WEBHOOK_URL must be the public https:// URL of /webhook/telegram");
+        return -EINVAL;
+    }
+    if (cfg->telegram_webhook_url && !cfg->telegram_token) {
+        snprintf(err, errlen, "TELEGRAM_WEBHOOK_URL needs TELEGRAM_BOT_TOKEN");
+        return -EINVAL;
+    }
+    if (cfg->telegram_webhook_url && !cfg->http_listen) {
+        snprintf(err, errlen, "TELEGRAM_WEBHOOK_URL needs the HTTP server: HTTP_LISTEN is off");
+        return -EINVAL;
+    }
+    cfg->telegram_webhook_secret = env("TELEGRAM_WEBHOOK_SECRET");
+    if (cfg->telegram_webhook_secret) {
+        bool bad = strlen(cfg->telegram_webhook_secret) > 256;
+        for (v = cfg->telegram_webhook_secret; *v && !bad; v++)
+            bad = !((*v >= 'a' && *v <= 'z') || (*v >= 'A' && *v <= 'Z') ||
+                    (*v >= '0' && *v <= '9') || *v == '_' || *v == '-');
+        if (bad || !cfg->telegram_webhook_secret[0]) {
+            snprintf(err, errlen,
+                     "TELEGRAM_WEBHOOK_SECRET must be 1 to 256 of A-Z a-z 0-9 _ - (Telegram's "
+                     "rule)");
+            return -EINVAL;
+        }
+    }
+
+    cfg->whatsapp_api_url = env("WHATSAPP_API_URL");
+    if (!cfg->whatsapp_api_url)
+        cfg->whatsapp_api_url = "https://graph.facebook.com/v21.0";
+    if (!http_url(cfg->whatsapp_api_url)) {
+        snprintf(err, errlen, "WHATSAPP_API_URL must start with http:// or https://");
+        return -EINVAL;
+    }
+    cfg->whatsapp_template = env("WHATSAPP_ALARM_TEMPLATE");
+    if (!cfg->whatsapp_template)
+        cfg->whatsapp_template = "rivet_alarm";
+    cfg->whatsapp_template_lang = env("WHATSAPP_ALARM_TEMPLATE_LANGUAGE");
+    if (!cfg->whatsapp_template_lang)
+        cfg->whatsapp_template_lang = "en";
+    if (!secret_ok(cfg->whatsapp_template, 512) || !secret_ok(cfg->whatsapp_template_lang, 16)) {
+        snprintf(err, errlen,
+                 "WHATSAPP_ALARM_TEMPLATE and WHATSAPP_ALARM_TEMPLATE_LANGUAGE must be a "
+                 "template's name and language code (en, en_US, de, ...)");
+        return -EINVAL;
+    }
+    cfg->whatsapp_token = env("WHATSAPP_TOKEN");
+    if (!cfg->whatsapp_token)
+        return 0;
+    if (!secret_ok(cfg->whatsapp_token, 1024)) {
+        snprintf(err, errlen, "WHATSAPP_TOKEN is not an access token (printable, no spaces)");
+        return -EINVAL;
+    }
+    cfg->whatsapp_phone_number_id = env("WHATSAPP_PHONE_NUMBER_ID");
+    cfg->whatsapp_app_secret = env("WHATSAPP_APP_SECRET");
+    cfg->whatsapp_verify_token = env("WHATSAPP_VERIFY_TOKEN");
+    for (size_t i = 0; i < sizeof(wa_needs) / sizeof(wa_needs[0]); i++) {
+        v = env(wa_needs[i]);
+        if (!v || !secret_ok(v, 512)) {
+            snprintf(err, errlen, "%s must be set (printable, no spaces) when WHATSAPP_TOKEN is",
+                     wa_needs[i]);
+            return -EINVAL;
+        }
+    }
+    for (v = cfg->whatsapp_phone_number_id; *v; v++)
+        if (*v < '0' || *v > '9' || v - cfg->whatsapp_phone_number_id > 32) {
+            snprintf(err, errlen,
+                     "WHATSAPP_PHONE_NUMBER_ID must be the number's id (digits), from the "
+                     "WhatsApp Manager");
+            return -EINVAL;
+        }
+    if (!cfg->http_listen) {
+        snprintf(err, errlen, "WhatsApp needs the HTTP server for its webhook: HTTP_LISTEN is off");
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int mqtt_load(struct config *cfg, char *err, size_t errlen)
 {
     const char *u = env("MQTT_URL"), *host, *end, *colon;
@@ -294,6 +480,19 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             {"MQTT_KEEPALIVE_S", 30, 5, 600, offsetof(struct config, mqtt_keepalive_s), "seconds"},
             {"ALARM_STORM_WINDOW_S", 10, 1, 600, offsetof(struct config, alarm_storm_window_s),
              "seconds"},
+            {"WHATSAPP_WORKERS", 0, 1, 64, offsetof(struct config, whatsapp_workers),
+             "a number of threads"},
+            {"WHATSAPP_SENDERS", 2, 1, 16, offsetof(struct config, whatsapp_senders),
+             "a number of threads"},
+            {"WHATSAPP_USER_INTERVAL_MS", 1000, 0, 60000,
+             offsetof(struct config, whatsapp_user_gap_ms), "milliseconds"},
+            {"WHATSAPP_PER_SECOND", 80, 1, 1000, offsetof(struct config, whatsapp_per_s),
+             "messages a second"},
+            {"HTTP_THREADS", 4, 1, 64, offsetof(struct config, http_threads),
+             "a number of threads"},
+            {"HTTP_TIMEOUT_S", 10, 1, 600, offsetof(struct config, http_timeout_s), "seconds"},
+            {"HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20, offsetof(struct config, http_max_body),
+             "bytes"},
         };
         for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
             int *field = (int *)((char *)cfg + ints[i].offset);
@@ -312,6 +511,8 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             long cores = sysconf(_SC_NPROCESSORS_ONLN);
             cfg->workers = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
         }
+        if (cfg->whatsapp_workers == 0)
+            cfg->whatsapp_workers = cfg->workers;
     }
 
     cfg->telegram_token = env("TELEGRAM_BOT_TOKEN");
@@ -337,7 +538,7 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
         return -EINVAL;
     }
 
-    if (mqtt_load(cfg, err, errlen) < 0)
+    if (mqtt_load(cfg, err, errlen) < 0 || web_load(cfg, err, errlen) < 0)
         return -EINVAL;
 
     cfg->database_url = env("DATABASE_URL");

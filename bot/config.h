@@ -16,14 +16,36 @@ struct config {
     int workers;              /* RIVET_WORKERS: threads handling messages */
 
     /* Telegram; the channel is off without a token. */
-    const char *telegram_token;   /* TELEGRAM_BOT_TOKEN: secret */
-    const char *telegram_api_url; /* TELEGRAM_API_URL */
-    int telegram_senders;         /* TELEGRAM_SENDERS */
-    int telegram_poll_timeout_s;  /* TELEGRAM_POLL_TIMEOUT_S */
-    int telegram_chat_gap_ms;     /* TELEGRAM_CHAT_INTERVAL_MS: private chats */
-    int telegram_group_per_min;   /* TELEGRAM_GROUP_PER_MINUTE */
-    int telegram_global_per_s;    /* TELEGRAM_GLOBAL_PER_SECOND */
-    int telegram_flush_s;         /* TELEGRAM_FLUSH_S: delivery time at shutdown */
+    const char *telegram_token;          /* TELEGRAM_BOT_TOKEN: secret */
+    const char *telegram_api_url;        /* TELEGRAM_API_URL */
+    int telegram_senders;                /* TELEGRAM_SENDERS */
+    int telegram_poll_timeout_s;         /* TELEGRAM_POLL_TIMEOUT_S */
+    int telegram_chat_gap_ms;            /* TELEGRAM_CHAT_INTERVAL_MS: private chats */
+    int telegram_group_per_min;          /* TELEGRAM_GROUP_PER_MINUTE */
+    int telegram_global_per_s;           /* TELEGRAM_GLOBAL_PER_SECOND */
+    int telegram_flush_s;                /* TELEGRAM_FLUSH_S: delivery time at shutdown */
+    const char *telegram_webhook_url;    /* TELEGRAM_WEBHOOK_URL: webhook mode when set */
+    const char *telegram_webhook_secret; /* TELEGRAM_WEBHOOK_SECRET: secret; derived from
+                                            the token when unset */
+
+    /* WhatsApp Cloud API; the channel is off without a token. */
+    const char *whatsapp_token;           /* WHATSAPP_TOKEN: secret */
+    const char *whatsapp_phone_number_id; /* WHATSAPP_PHONE_NUMBER_ID */
+    const char *whatsapp_app_secret;      /* WHATSAPP_APP_SECRET: secret */
+    const char *whatsapp_verify_token;    /* WHATSAPP_VERIFY_TOKEN: secret */
+    const char *whatsapp_api_url;         /* WHATSAPP_API_URL */
+    const char *whatsapp_template;        /* WHATSAPP_ALARM_TEMPLATE */
+    const char *whatsapp_template_lang;   /* WHATSAPP_ALARM_TEMPLATE_LANGUAGE */
+    int whatsapp_workers;                 /* WHATSAPP_WORKERS (0: RIVET_WORKERS) */
+    int whatsapp_senders;                 /* WHATSAPP_SENDERS */
+    int whatsapp_user_gap_ms;             /* WHATSAPP_USER_INTERVAL_MS */
+    int whatsapp_per_s;                   /* WHATSAPP_PER_SECOND: per business number */
+
+    /* The HTTP server: webhooks, /healthz, /metrics. */
+    const char *http_listen; /* HTTP_LISTEN: HOST:PORT, or "off" */
+    int http_threads;        /* HTTP_THREADS */
+    int http_timeout_s;      /* HTTP_TIMEOUT_S */
+    int http_max_body;       /* HTTP_MAX_BODY_BYTES */
 
     /* MQTT telemetry and alarms; the alert thread is off without MQTT_URL. */
     const char *mqtt_url;          /* MQTT_URL: mqtt://host[:port] or mqtts://host[:port] */
@@ -63,5 +85,14 @@ int config_parse_duration(const char *s, long long *ret);
 /* Parses a decimal integer in [min, max] with nothing after it.
  * Returns 0 and *ret, or -EINVAL. */
 int config_parse_int(const char *s, long long min, long long max, long long *ret);
+
+/* Parses listen, "HOST:PORT": HOST an IPv4 literal ("127.0.0.1",
+ * "0.0.0.0"), a bracketed IPv6 literal ("[::1]"; "[::]" is IPv6 only, not
+ * dual-stack), "localhost" (127.0.0.1) or empty (":8080": 0.0.0.0, every
+ * IPv4 interface); PORT decimal 0..65535 (0 picks a free one). Writes the
+ * address as a literal without brackets into host (when not NULL) and
+ * the port into *port (when not NULL). Returns 0, or -EINVAL (also for a
+ * host buffer too small: INET6_ADDRSTRLEN is enough). */
+int config_parse_listen(const char *listen, char *host, size_t host_len, int *port);
 
 #endif

@@ -24,7 +24,11 @@
 #include "mqtt.h"
 #include "ocr.h"
 #include "rivet_config.h"
+#include "metrics.h"
+#include "serve.h"
 #include "telegram.h"
+#include "web.h"
+#include "whatsapp.h"
 
 static const char main_usage[] =
     "Usage: rivet [--env-file FILE] COMMAND [OPTIONS]\n"
@@ -214,14 +218,19 @@ int cmd_serve(int argc, char **argv)
         "Runs the server: applies migrations, then runs the channels that are\n"
         "configured until SIGINT or SIGTERM. With TELEGRAM_BOT_TOKEN set that is the\n"
         "Telegram channel: a poller, RIVET_WORKERS workers and TELEGRAM_SENDERS\n"
-        "senders. With MQTT_URL set, the alert thread subscribes to the plant's\n"
-        "telemetry, evaluates the alert rules and sends alarms. Several rivet serve\n"
-        "processes may share one database: one polls, all work and send; with\n"
-        "MQTT_SHARED_GROUP they split the telemetry.\n";
+        "senders (or, with TELEGRAM_WEBHOOK_URL, a webhook instead of the poller).\n"
+        "With WHATSAPP_TOKEN set, the WhatsApp channel: its webhook, workers and\n"
+        "senders. The HTTP server (HTTP_LISTEN, default 127.0.0.1:8080) serves the\n"
+        "webhooks, GET /healthz and GET /metrics. With MQTT_URL set, the alert thread\n"
+        "subscribes to the plant's telemetry, evaluates the alert rules and sends\n"
+        "alarms. Several rivet serve processes may share one database: one polls,\n"
+        "all work and send; with MQTT_SHARED_GROUP they split the telemetry.\n";
     static sigset_t set;
     static struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct telegram *tg = NULL;
+    struct whatsapp *wa = NULL;
     struct alerts *al = NULL;
+    struct web *web = NULL;
     struct config cfg;
     pthread_t sig_thread;
     struct db *db;
@@ -247,41 +256,78 @@ int cmd_serve(int argc, char **argv)
         fprintf(stderr, "rivet: cannot start the signal thread\n");
         return 1;
     }
-    if (cfg.telegram_token) {
+    metric_set("rivet_build_info", 1, "version", RIVET_VERSION, NULL);
+    metric_set("rivet_start_time_seconds", now_epoch(), NULL);
+    /* The HTTP server first: webhooks are stored, and /healthz says
+     * "starting", while the channels come up. */
+    if (cfg.http_listen && web_start(&cfg, &web) < 0) {
+        fprintf(stderr, "rivet: cannot listen on HTTP_LISTEN=%s (see the log line above)\n",
+                cfg.http_listen);
+        r = 1;
+        goto out;
+    }
+    /* A channel's start returns -ECANCELED when SIGTERM comes while it waits
+     * for its API: nothing more is started, and the process is not ready. */
+    if (cfg.telegram_token && !serve_stop) {
         r = telegram_start(&cfg, &serve_stop, &tg);
         if (r == -EACCES) {
             fprintf(stderr, "rivet: Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized)\n");
-            pthread_kill(sig_thread, SIGTERM);
-            pthread_join(sig_thread, NULL);
-            return 1;
+            r = 1;
+            goto out;
         }
         if (r < 0 && r != -ECANCELED) {
             fprintf(stderr, "rivet: cannot start the Telegram channel: %s\n", strerror(-r));
-            pthread_kill(sig_thread, SIGTERM);
-            pthread_join(sig_thread, NULL);
-            return 1;
+            r = 1;
+            goto out;
         }
-    } else {
-        log_warn("serve.no_channels", "msg=\"TELEGRAM_BOT_TOKEN is not set: no chat channel; "
-                                      "try rivet chat\"");
+    }
+    if (cfg.whatsapp_token && !serve_stop) {
+        r = whatsapp_start(&cfg, &serve_stop, &wa);
+        if (r == -EACCES) {
+            fprintf(stderr, "rivet: the WhatsApp Cloud API refused WHATSAPP_TOKEN or "
+                            "WHATSAPP_PHONE_NUMBER_ID\n");
+            r = 1;
+            goto out;
+        }
+        if (r < 0 && r != -ECANCELED) {
+            fprintf(stderr, "rivet: cannot start the WhatsApp channel: %s\n", strerror(-r));
+            r = 1;
+            goto out;
+        }
+    }
+    if (!cfg.telegram_token && !cfg.whatsapp_token)
+        log_warn("serve.no_channels", "msg=\"neither TELEGRAM_BOT_TOKEN nor WHATSAPP_TOKEN is set: "
+                                      "no chat channel; try rivet chat\"");
+    if (serve_stop) {
+        r = 0;
+        goto out;
     }
     if (cfg.mqtt_url) {
         r = alerts_start(&cfg, &al);
         if (r < 0) {
             fprintf(stderr, "rivet: cannot start the alert thread: %s\n", strerror(-r));
-            pthread_kill(sig_thread, SIGTERM);
-            pthread_join(sig_thread, NULL);
-            telegram_stop(tg);
-            return 1;
+            r = 1;
+            goto out;
         }
     }
-    log_info("serve.ready", "version=%s telegram=%s mqtt=%s llm_providers=%d", RIVET_VERSION,
-             tg ? "on" : "off", al ? "on" : "off", cfg.n_llm);
+    web_attach(web, tg, wa, al);
+    log_info("serve.ready",
+             "version=%s telegram=%s whatsapp=%s mqtt=%s http_port=%d llm_providers=%d",
+             RIVET_VERSION, tg ? "on" : "off", wa ? "on" : "off", al ? "on" : "off", web_port(web),
+             cfg.n_llm);
+    r = 0;
+out:
+    if (r) /* a failed start: the signal thread is told to finish */
+        pthread_kill(sig_thread, SIGTERM);
     pthread_join(sig_thread, NULL);
+    /* No more webhooks, then the parts, each flushing what it holds. */
+    web_stop(web);
     alerts_stop(al);
+    whatsapp_stop(wa);
     telegram_stop(tg);
-    log_info("serve.stop", "msg=\"bye\"");
-    return 0;
+    if (!r)
+        log_info("serve.stop", "msg=\"bye\"");
+    return r;
 }
 
 int cmd_version(int argc, char **argv)

@@ -16,14 +16,19 @@
 #include <strings.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "arena.h"
 #include "channels.h"
+#include "chat.h"
 #include "serve.h"
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
 #include "buf.h"
 #include "log.h"
+#include "metrics.h"
 #include "photo.h"
 #include "queue.h"
 #include "text.h"
@@ -32,26 +37,25 @@
 #define CHANNEL "telegram"
 /* pg_advisory_lock key of the one poller per database: "RVTG" */
 #define POLL_LOCK 1381389383LL
-/* Tries before an update that keeps failing is given up (with an apology). */
-#define MAX_HANDLE_ATTEMPTS 5
-/* Tries before a message that keeps failing to send is given up. */
-#define MAX_SEND_ATTEMPTS 50
 /* A poll that came back empty at once waits this long before the next. */
 #define MIN_POLL_INTERVAL_MS 250
 
 struct telegram {
     const struct config *cfg;
     volatile int *stop_main; /* the process is stopping */
-    volatile int stop_poll, stop_work, stop_send, abort_send;
-    long flush_deadline; /* now_ms() by which senders stop, once stop_send */
-    char username[64];   /* the bot's, for /cmd@username in groups */
+    volatile int stop_poll;
+    volatile int *abort_send; /* the senders' stop-at-once flag (chat.c's) */
+    char username[64];        /* the bot's, for /cmd@username in groups */
 
     pthread_t poller;
     pthread_mutex_t poll_lock; /* guards poll_api */
     struct tg_api *poll_api;
-    pthread_t *workers, *senders;
-    int n_workers, n_senders;
     bool poller_started;
+    struct chat_threads *threads;
+
+    /* For /healthz (now_ms() values; written by one thread, read by any). */
+    volatile long poll_ok_at, poll_failing_since, token_refused_at;
+    volatile int polling; /* this process holds the poll lock */
 
     pthread_mutex_t rate_lock; /* the process-wide send budget */
     double tokens;
@@ -61,6 +65,12 @@ struct telegram {
 /* ---- small helpers ---- */
 
 /* ---- the poller ---- */
+
+/* The updates Rivet asks for, by getUpdates or by webhook. */
+static json_t *allowed_updates(void)
+{
+    return json_pack("[s,s,s,s]", "message", "edited_message", "callback_query", "my_chat_member");
+}
 
 /* After a page that is not JSON: finds each "update_id":N in the raw body so
  * the poller can step past it instead of asking for it forever. */
@@ -86,8 +96,11 @@ static long long last_update_id_in(const char *body, size_t len)
 }
 
 /* Stores one page of updates and the offset past it. Returns the number
- * stored, or -errno. */
-static int store_page(struct db *db, struct arena *a, const json_t *updates, long long *offset)
+ * stored, or -errno; *dups counts the updates the inbox already had (given
+ * again after a crash before the offset confirmed them, or to a new leader,
+ * which starts at offset 0). */
+static int store_page(struct db *db, struct arena *a, const json_t *updates, long long *offset,
+                      int *dups)
 {
     size_t n = json_array_size(updates);
     const char **ids = arena_alloc(a, sizeof(char *) * (n + 1));
@@ -121,11 +134,30 @@ static int store_page(struct db *db, struct arena *a, const json_t *updates, lon
             return -ENOMEM;
         k++;
     }
-    r = db_inbox_store(db, CHANNEL, k, ids, chats, payloads, next);
+    /* The page in one transaction, the offset after it: the poller does
+     * not start from the stored offset (see poller_main), so a crash in
+     * between loses nothing. */
+    *dups = 0;
+    r = db_begin(db);
+    for (int i = 0; r == 0 && i < k; i++) {
+        bool dup = false;
+
+        r = db_inbox_add(db, CHANNEL, ids[i], chats[i], payloads[i], &dup);
+        if (r == 0 && dup)
+            (*dups)++;
+    }
+    if (r == 0 && k > *dups)
+        r = db_inbox_notify(db);
+    if (r == 0)
+        r = db_commit(db);
+    else
+        db_rollback(db);
+    if (r == 0)
+        r = db_inbox_store(db, CHANNEL, 0, NULL, NULL, NULL, next);
     if (r < 0)
         return r;
     *offset = next;
-    return k;
+    return k - *dups;
 }
 
 static void *poller_main(void *arg)
@@ -144,7 +176,6 @@ static void *poller_main(void *arg)
      * inbox's unique key. */
     long long offset = 0;
     int limit = 100; /* 1 while stepping through a page that would not parse */
-    time_t last_purge = 0;
 
     log_set_thread("tg-poll");
     if (tg_api_new(cfg->telegram_api_url, cfg->telegram_token, &t->stop_poll, &api) < 0)
@@ -161,7 +192,7 @@ static void *poller_main(void *arg)
         long started;
         json_t *params;
         bool got;
-        int r, n = 0;
+        int r, n = 0, dups = 0;
 
         /* Re-taking the lock each round also notices a reconnected
          * session that lost it (advisory locks are re-entrant). */
@@ -171,24 +202,20 @@ static void *poller_main(void *arg)
                 log_warn("tg.poll_standby", "reason=%s",
                          r < 0 ? "database" : "another process polls");
             leader = false;
+            t->polling = 0;
             nap(&t->stop_poll, 2000);
             continue;
         }
         if (!leader) {
             log_info("tg.poll_leader", "msg=\"this process polls Telegram\"");
             offset = 0;
+            t->poll_ok_at = now_ms();
         }
         leader = true;
-        if (time(NULL) - last_purge > 3600) {
-            long gone = 0;
-            if (db_queue_purge(db, CHANNEL, QUEUE_KEEP_DAYS, &gone) == 0 && gone > 0)
-                log_info("tg.purged", "rows=%ld days=%d", gone, QUEUE_KEEP_DAYS);
-            last_purge = time(NULL);
-        }
-        params = json_pack("{s:I, s:i, s:i, s:[s,s,s,s]}", "offset", (json_int_t)offset, "timeout",
+        t->polling = 1;
+        params = json_pack("{s:I, s:i, s:i, s:o}", "offset", (json_int_t)offset, "timeout",
                            limit > 1 ? cfg->telegram_poll_timeout_s : 0, "limit", limit,
-                           "allowed_updates", "message", "edited_message", "callback_query",
-                           "my_chat_member");
+                           "allowed_updates", allowed_updates());
         started = now_ms();
         r = tg_api_call(api, "getUpdates", params, cfg->telegram_poll_timeout_s + 15L, &rep);
         json_decref(params);
@@ -232,10 +259,11 @@ static void *poller_main(void *arg)
                          "status=409 detail=%s msg=\"another getUpdates or a webhook is "
                          "active for this token; retrying\"",
                          log_quote(q, sizeof(q), rep.description));
-            else if (rep.error_code == 401 || rep.error_code == 404)
+            else if (rep.error_code == 401 || rep.error_code == 404) {
+                t->token_refused_at = now_ms();
                 log_error("tg.poll_refused", "status=%d msg=\"TELEGRAM_BOT_TOKEN refused\"",
                           rep.error_code);
-            else
+            } else
                 log_warn("tg.poll_failed", "status=%d detail=%s", rep.error_code,
                          log_quote(q, sizeof(q), rep.description));
             tg_reply_clear(&rep);
@@ -244,11 +272,12 @@ static void *poller_main(void *arg)
             continue;
         }
         failures = 0;
+        t->poll_ok_at = now_ms();
         if (limit == 1 && json_array_size(rep.result) == 0)
             limit = 100; /* the unreadable update is gone: back to whole pages */
         if (json_is_array(rep.result) && json_array_size(rep.result) > 0) {
             if (arena_new(&a) == 0) {
-                n = store_page(db, a, rep.result, &offset);
+                n = store_page(db, a, rep.result, &offset, &dups);
                 arena_free(a);
             } else {
                 n = -ENOMEM;
@@ -259,7 +288,13 @@ static void *poller_main(void *arg)
                           log_quote(q, sizeof(q), db_errmsg(db)));
                 nap(&t->stop_poll, backoff_ms(failures++, 500, 10000));
             } else {
-                log_debug("tg.polled", "updates=%d offset=%lld", n, offset);
+                if (n)
+                    metric_add("rivet_updates_received_total", n, "channel", "telegram", "outcome",
+                               "stored", NULL);
+                if (dups)
+                    metric_add("rivet_updates_received_total", dups, "channel", "telegram",
+                               "outcome", "duplicate", NULL);
+                log_debug("tg.polled", "updates=%d duplicates=%d offset=%lld", n, dups, offset);
             }
         }
         tg_reply_clear(&rep);
@@ -268,6 +303,7 @@ static void *poller_main(void *arg)
             nap(&t->stop_poll, MIN_POLL_INTERVAL_MS - (now_ms() - started));
     }
 out:
+    t->polling = 0;
     if (leader && db)
         db_unlock(db, POLL_LOCK);
     db_close(db);
@@ -296,123 +332,13 @@ static bool for_this_bot(const struct telegram *t, const char *text)
            strncasecmp(at + 1, t->username, (size_t)(end - at - 1)) == 0;
 }
 
-struct handled {
-    const char *outcome;
-    const char *command;
-    const char *callback_id; /* to answer after the commit */
-    const char *callback_text;
-};
-
-/* What a worker needs to fetch and read a photo for the handler. */
-struct worker_photo {
-    struct tg_api *api;
-    struct photo_reader *pr;
-    const char *file_id, *mime_type;
-    bool too_big; /* Telegram said the file is over 20 MB */
-    struct buf bytes;
-    /* The photo work of the inbox row being handled (inbox), kept when the
-     * row's transaction fails so that its retry by this worker neither
-     * downloads nor reads (nor pays an LLM) again. */
-    int64_t inbox, memo_inbox;
-    char memo_sha[65];
-    struct photo_result *memo; /* malloc'd; valid when memo_read */
-    bool memo_read;
-};
-
-/* Seconds a photo's download may take. */
-#define PHOTO_DOWNLOAD_S 60
-
-/* Downloads the photo into wp->bytes. */
-static int photo_download(struct worker_photo *wp, const char **why)
-{
-    int r = tg_api_get_file(wp->api, wp->file_id, PHOTO_DOWNLOAD_S, TG_MAX_FILE, &wp->bytes, why);
-
-    if (r < 0) {
-        log_warn("tg.photo_download", "err=%s", strerror(-r));
-        return r;
-    }
-    if (wp->bytes.len == 0) {
-        *why = "The file is empty.";
-        return -ENODATA;
-    }
-    return 0;
-}
-
-static int photo_fetch(void *ctx, char sha256[65], const char **why)
-{
-    struct worker_photo *wp = ctx;
-    int r;
-
-    if (wp->memo_inbox == wp->inbox && wp->memo_sha[0]) {
-        memcpy(sha256, wp->memo_sha, 65);
-        return 0; /* a retry: downloaded before */
-    }
-    if (wp->too_big) {
-        *why = "The image is larger than 20 MB.";
-        return -EFBIG;
-    }
-    if (!wp->file_id) {
-        *why = "Rivet could not get that file from Telegram; please send it again.";
-        return -EBADMSG;
-    }
-    if (wp->mime_type && strncmp(wp->mime_type, "image/", 6) != 0) {
-        *why = "Rivet reads photos of nameplates: send a photo or an image file (JPEG, PNG, "
-               "WebP or TIFF).";
-        return -ENOTSUP;
-    }
-    r = photo_download(wp, why);
-    if (r < 0)
-        return r;
-    photo_sha256(wp->bytes.p, wp->bytes.len, sha256);
-    wp->memo_inbox = wp->inbox;
-    memcpy(wp->memo_sha, sha256, 65);
-    wp->memo_read = false;
-    return 0;
-}
-
-static int photo_read_cb(void *ctx, struct photo_result *out, const char **why)
-{
-    struct worker_photo *wp = ctx;
-    int r;
-
-    if (wp->memo_inbox == wp->inbox && wp->memo_read) {
-        *out = *wp->memo;
-        return 0; /* a retry: read before */
-    }
-    if (wp->bytes.len == 0) { /* a retry that found no read stored */
-        r = photo_download(wp, why);
-        if (r < 0)
-            return r;
-    }
-    r = photo_read(wp->pr, wp->bytes.p, wp->bytes.len, true, out, why);
-    if (r == 0 && wp->memo_inbox == wp->inbox &&
-        (wp->memo || (wp->memo = malloc(sizeof(*wp->memo))))) {
-        *wp->memo = *out;
-        wp->memo_read = true;
-    }
-
-    if (r == 0) {
-        char q[400];
-
-        log_info("photo.read", "ms=%ld ocr_ms=%ld passes=%d confidence=%.2f llm=%s%s%s%s%s",
-                 out->total_ms, out->ocr.total_ms, out->ocr.passes, (double)out->np.confidence,
-                 out->llm_used    ? "used"
-                 : out->llm_asked ? "failed"
-                                  : "no",
-                 out->llm_error ? " llm_err=" : "", out->llm_error ? strerror(-out->llm_error) : "",
-                 out->llm_error ? " detail=" : "",
-                 out->llm_error ? log_quote(q, sizeof(q), out->llm_detail) : "");
-    } else
-        log_info("photo.unreadable", "err=%s", strerror(-r));
-    return r;
-}
-
 /* Handles one inbox row inside the caller's transaction. Returns 0, or a
  * database error for the caller to roll back and retry. */
-static int handle_update(struct telegram *t, struct db *db, struct arena *a,
-                         struct worker_photo *wp, const struct inbox_item *it, struct handled *h)
+static int handle_update(void *ch, void *ws, struct chat_photo *wp, struct db *db, struct arena *a,
+                         const struct inbox_item *it, struct chat_handled *h)
 {
-    struct msg_photo photo = {.fetch = photo_fetch, .read = photo_read_cb, .ctx = wp};
+    struct telegram *t = ch;
+    struct msg_photo photo;
     struct tg_update u;
     struct replies out;
     struct msg m;
@@ -496,8 +422,7 @@ static int handle_update(struct telegram *t, struct db *db, struct arena *a,
         wp->file_id = u.file_id;
         wp->mime_type = u.mime_type;
         wp->too_big = u.file_too_big;
-        wp->inbox = it->id;
-        photo.file_id = u.file_id;
+        chat_photo_attach(wp, it->id, &photo);
         m.photo = &photo;
     }
     replies_init(&out);
@@ -534,128 +459,39 @@ static void answer_callback(struct tg_api *api, const char *id, const char *text
     tg_reply_clear(&rep);
 }
 
-/* An update that failed MAX_HANDLE_ATTEMPTS times: marked done with an
- * apology, so the chat's later messages are not stuck behind it. */
-static int give_up(struct db *db, struct arena *a, const struct inbox_item *it)
+/* What a worker keeps: a client for downloads and answering presses. */
+static int worker_new(void *ch, void **ws)
 {
-    struct reply rep = {.text = "Sorry, Rivet could not handle that message. Please send it "
-                                "again in a minute."};
-    int r = 0;
+    struct telegram *t = ch;
 
-    /* Even if the apology cannot be stored, the update is let go. */
-    if (it->chat_id[0] && db_savepoint(db, "apology") == 0 &&
-        tg_queue_reply(db, a, it->chat_id, &rep, 0, it->id, NULL) < 0)
-        r = db_rollback_to(db, "apology");
-    return r < 0 ? r : db_inbox_done(db, it->id, "gave_up");
+    return tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, NULL, (struct tg_api **)ws);
 }
 
-static void *worker_main(void *arg)
+static void worker_free(void *ws)
 {
-    struct telegram *t = arg;
-    struct worker_photo wp = {0};
-    struct tg_api *api = NULL;
-    struct db *db = NULL;
-    char name[16];
-    static int counter;
+    tg_api_free(ws);
+}
 
-    snprintf(name, sizeof(name), "worker-%d", __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
-    log_set_thread(name);
-    if (tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, NULL, &api) < 0 ||
-        photo_reader_new(t->cfg->llm, t->cfg->n_llm, NULL, &wp.pr) < 0 ||
-        serve_db_connect(t->cfg, "tg", &t->stop_work, &db) < 0 ||
-        db_listen(db, QUEUE_INBOX_EVENT) < 0)
-        goto out;
-    wp.api = api;
-    buf_init(&wp.bytes, TG_MAX_FILE);
+/* Seconds a photo's download may take. */
+#define PHOTO_DOWNLOAD_S 60
 
-    while (!t->stop_work) {
-        struct handled h = {0};
-        struct inbox_item it;
-        bool retried = false;
-        struct arena *a = NULL;
-        long started = now_ms();
-        int r;
+static int download(void *ws, const char *file_id, struct buf *out, const char **why)
+{
+    return tg_api_get_file(ws, file_id, PHOTO_DOWNLOAD_S, TG_MAX_FILE, out, why);
+}
 
-        if (arena_new(&a) < 0) {
-            nap(&t->stop_work, 100);
-            continue;
-        }
-        r = db_begin(db);
-        if (r == 0)
-            r = db_inbox_claim(db, a, CHANNEL, &it);
-        if (r == -ENOENT) {
-            db_rollback(db);
-            arena_free(a);
-            db_wait_notify(db, 500);
-            continue;
-        }
-        if (r < 0) {
-            char q[300];
-            db_rollback(db);
-            log_warn("tg.claim_error", "err=%s detail=%s", strerror(-r),
-                     log_quote(q, sizeof(q), db_errmsg(db)));
-            arena_free(a);
-            nap(&t->stop_work, 1000);
-            continue;
-        }
-        if (it.attempts >= MAX_HANDLE_ATTEMPTS) {
-            r = give_up(db, a, &it);
-            h.outcome = "gave_up";
-        } else {
-            /* A savepoint, so that a failed handler's work is undone while
-             * the row stays locked for recording the failed attempt: no
-             * other worker takes it up before its backoff. */
-            r = db_savepoint(db, "handler");
-            if (r == 0)
-                r = handle_update(t, db, a, &wp, &it, &h);
-            buf_free(&wp.bytes);
-            wp.file_id = wp.mime_type = NULL;
-            wp.too_big = false;
-            if (r == 0)
-                r = db_inbox_done(db, it.id, h.outcome);
-        }
-        if (r == 0) {
-            r = db_commit(db);
-        } else if (db_rollback_to(db, "handler") == 0 &&
-                   db_inbox_retry_later(db, it.id, (int)backoff_ms(it.attempts, 1000, 30000)) ==
-                       0 &&
-                   db_commit(db) == 0) {
-            retried = true; /* the failure is recorded with the lock held */
-        } else {
-            db_rollback(db);
-        }
-        if (r < 0) {
-            char q[300];
-            log_error("tg.update_failed", "inbox=%lld chat=%s err=%s detail=%s attempt=%d",
-                      (long long)it.id, it.chat_id, strerror(-r),
-                      log_quote(q, sizeof(q), db_errmsg(db)), it.attempts + 1);
-            /* The connection is gone with the transaction: count the
-             * attempt in a transaction of its own; the row stays pending. */
-            if (!retried)
-                db_inbox_retry_later(db, it.id, (int)backoff_ms(it.attempts, 1000, 30000));
-            if (h.callback_id)
-                answer_callback(api, h.callback_id, "Sorry, that did not work. Try again.");
-        } else {
-            log_info("tg.update", "inbox=%lld chat=%s handler=%s outcome=%s ms=%ld",
-                     (long long)it.id, it.chat_id[0] ? it.chat_id : "-",
-                     h.command ? h.command : "-", h.outcome, now_ms() - started);
-            if (h.callback_id)
-                answer_callback(api, h.callback_id, h.callback_text);
-        }
-        arena_free(a);
-    }
-out:
-    db_close(db);
-    photo_reader_free(wp.pr);
-    free(wp.memo);
-    tg_api_free(api);
-    return NULL;
+/* A button press is answered once its row is settled. */
+static void handled(void *ws, const struct chat_handled *h, bool ok)
+{
+    if (h->callback_id)
+        answer_callback(ws, h->callback_id,
+                        ok ? h->callback_text : "Sorry, that did not work. Try again.");
 }
 
 /* ---- senders ---- */
 
 /* Waits for the process-wide budget (TELEGRAM_GLOBAL_PER_SECOND). */
-static void take_token(struct telegram *t)
+static void take_token(struct telegram *t, volatile int *abort)
 {
     for (;;) {
         struct timespec now;
@@ -676,8 +512,8 @@ static void take_token(struct telegram *t)
         }
         wait_s = (1 - t->tokens) / t->cfg->telegram_global_per_s;
         pthread_mutex_unlock(&t->rate_lock);
-        nap(&t->abort_send, (long)(wait_s * 1000) + 1);
-        if (t->abort_send)
+        nap(abort, (long)(wait_s * 1000) + 1);
+        if (*abort)
             return;
     }
 }
@@ -691,25 +527,25 @@ static int chat_gap_ms(const struct telegram *t, const char *kind)
     return 60000 / t->cfg->telegram_group_per_min;
 }
 
-enum sent { SENT, RETRY, WAIT, FAILED };
-
 /* Delivers one claimed message. Writes what happened to the outbox row in
  * the caller's transaction. */
-static enum sent deliver(struct telegram *t, struct db *db, struct arena *a, struct tg_api *api,
-                         const struct outbox_item *it, int *status)
+static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a,
+                              const struct outbox_item *it, int *status)
 {
+    struct telegram *t = ch;
+    struct tg_api *api = ss;
     json_error_t jerr;
     json_t *p = json_loads(it->payload, JSON_ALLOW_NUL, &jerr), *plain, *ref;
     const char *method = it->method;
     struct tg_reply rep;
     char err[300];
-    enum sent s;
+    enum chat_sent s;
     int r;
 
     *status = 0;
     if (!p) {
         db_outbox_failed(db, it, "payload is not JSON");
-        return FAILED;
+        return CHAT_FAILED;
     }
     ref = json_object_get(p, "rivet_edit_outbox");
     if (json_is_integer(ref)) {
@@ -721,19 +557,19 @@ static enum sent deliver(struct telegram *t, struct db *db, struct arena *a, str
             json_decref(p);
             db_outbox_retry(db, it, 1000,
                             r == -EAGAIN ? "the message to edit is not sent yet" : db_errmsg(db));
-            return RETRY;
+            return CHAT_RETRY;
         }
         if (r < 0) {
             json_decref(p);
             db_outbox_failed(db, it, "the message to edit was never delivered");
-            return FAILED;
+            return CHAT_FAILED;
         }
         json_object_set_new(p, "message_id", json_integer(strtoll(remote, NULL, 10)));
         json_object_del(p, "rivet_edit_outbox");
     }
     plain = json_incref(json_object_get(p, "rivet_plain"));
     json_object_del(p, "rivet_plain");
-    take_token(t);
+    take_token(t, t->abort_send);
     r = tg_api_call(api, method, p, 15, &rep);
     for (int again = 0; r == 0 && !rep.ok && rep.error_code == 400 && again < 2; again++) {
         if (strcasestr(rep.description, "can't parse entities") && json_is_string(plain)) {
@@ -757,32 +593,36 @@ static enum sent deliver(struct telegram *t, struct db *db, struct arena *a, str
 
     if (r < 0) {
         snprintf(err, sizeof(err), "%s", strerror(-r));
-        s = it->attempts + 1 >= MAX_SEND_ATTEMPTS ? FAILED : RETRY;
+        s = it->attempts + 1 >= CHAT_MAX_SEND_ATTEMPTS ? CHAT_FAILED : CHAT_RETRY;
     } else if (rep.ok || (rep.error_code == 400 && strcasestr(rep.description, "not modified"))) {
         const json_t *id =
             json_is_object(rep.result) ? json_object_get(rep.result, "message_id") : NULL;
         char remote[32] = "";
+
+        t->token_refused_at = 0; /* in webhook mode, the only sign the token works */
         if (json_is_integer(id))
             snprintf(remote, sizeof(remote), "%lld", (long long)json_integer_value(id));
         *status = 200;
         db_outbox_sent(db, CHANNEL, it, remote[0] ? remote : NULL, chat_gap_ms(t, it->chat_kind));
         tg_reply_clear(&rep);
-        return SENT;
+        return CHAT_SENT;
     } else {
         *status = rep.error_code;
         snprintf(err, sizeof(err), "%d %s", rep.error_code, rep.description);
+        if (rep.error_code == 401 || rep.error_code == 404)
+            t->token_refused_at = now_ms();
         if (rep.error_code == 429)
-            s = WAIT;
+            s = CHAT_WAIT;
         else if (rep.error_code >= 500 || rep.error_code == 401 || rep.error_code == 404)
-            s = it->attempts + 1 >= MAX_SEND_ATTEMPTS ? FAILED : RETRY;
+            s = it->attempts + 1 >= CHAT_MAX_SEND_ATTEMPTS ? CHAT_FAILED : CHAT_RETRY;
         else
-            s = FAILED; /* 400, 403: this message will never go through */
+            s = CHAT_FAILED; /* 400, 403: this message will never go through */
     }
     switch (s) {
-    case WAIT:
+    case CHAT_WAIT:
         db_outbox_chat_wait(db, CHANNEL, it, rep.retry_after > 0 ? rep.retry_after : 1, err);
         break;
-    case RETRY:
+    case CHAT_RETRY:
         db_outbox_retry(db, it, (int)backoff_ms(it->attempts, 500, 30000), err);
         break;
     default:
@@ -795,72 +635,36 @@ static enum sent deliver(struct telegram *t, struct db *db, struct arena *a, str
     return s;
 }
 
-static void *sender_main(void *arg)
+static int sender_new(void *ch, volatile int *abort, void **ss)
 {
-    static const char *const names[] = {"sent", "retry", "wait", "failed"};
-    struct telegram *t = arg;
-    struct tg_api *api = NULL;
-    struct db *db = NULL;
-    char name[16];
-    static int counter;
+    struct telegram *t = ch;
+    struct tg_api *api;
+    int r = tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, abort, &api);
 
-    snprintf(name, sizeof(name), "sender-%d", __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED));
-    log_set_thread(name);
-    if (tg_api_new(t->cfg->telegram_api_url, t->cfg->telegram_token, &t->abort_send, &api) < 0 ||
-        serve_db_connect(t->cfg, "tg", &t->abort_send, &db) < 0 ||
-        db_listen(db, QUEUE_OUTBOX_EVENT) < 0)
-        goto out;
-
-    while (!t->abort_send) {
-        struct outbox_item it;
-        struct arena *a = NULL;
-        long started = now_ms(), due;
-        enum sent s;
-        int r, status;
-
-        if (arena_new(&a) < 0) {
-            nap(&t->abort_send, 100);
-            continue;
-        }
-        r = db_begin(db);
-        if (r == 0)
-            r = db_outbox_claim(db, a, CHANNEL, &it);
-        if (r < 0) {
-            db_rollback(db);
-            arena_free(a);
-            if (r != -ENOENT) {
-                log_warn("tg.outbox_error", "err=%s", strerror(-r));
-                nap(&t->abort_send, 1000);
-                continue;
-            }
-            if (db_outbox_next_due(db, CHANNEL, &due) < 0)
-                due = -1; /* nothing pending */
-            /* At shutdown: done when nothing more can go out in time. */
-            if (t->stop_send && (due < 0 || now_ms() + due > t->flush_deadline))
-                break;
-            /* Due now but not claimable means another sender has that
-             * chat in hand: look again shortly, or when notified. */
-            if (due < 0 || due > 1000)
-                due = 1000;
-            else if (due < 20)
-                due = 20;
-            db_wait_notify(db, (int)due);
-            continue;
-        }
-        s = deliver(t, db, a, api, &it, &status);
-        r = db_commit(db);
-        if (r < 0)
-            log_error("tg.outbox_error", "outbox=%lld err=%s", (long long)it.id, strerror(-r));
-        log_info("tg.sent", "outbox=%lld chat=%s method=%s outcome=%s status=%d attempt=%d ms=%ld",
-                 (long long)it.id, it.chat_id, it.method, names[s], status, it.attempts + 1,
-                 now_ms() - started);
-        arena_free(a);
-    }
-out:
-    db_close(db);
-    tg_api_free(api);
-    return NULL;
+    if (r < 0)
+        return r;
+    t->abort_send = abort;
+    *ss = api;
+    return 0;
 }
+
+static void sender_free(void *ss)
+{
+    tg_api_free(ss);
+}
+
+static const struct chat_ops tg_ops = {
+    .channel = CHANNEL,
+    .prefix = "tg",
+    .worker_new = worker_new,
+    .worker_free = worker_free,
+    .download = download,
+    .handle = handle_update,
+    .handled = handled,
+    .sender_new = sender_new,
+    .sender_free = sender_free,
+    .deliver = deliver,
+};
 
 /* ---- start and stop ---- */
 
@@ -870,6 +674,7 @@ static const char *const menu[][2] = {
     {"stats", "The plant at a glance"},
     {"help", "All commands with examples"},
     {"start", "Join with an invite code"},
+    {"link", "Use Rivet from WhatsApp too"},
 };
 
 /* getMe until it answers: the bot's username, and a token check. */
@@ -920,6 +725,163 @@ static void set_menu(struct tg_api *api)
     tg_reply_clear(&rep);
 }
 
+/* Webhook mode: setWebhook until Telegram takes it (retrying while the Bot
+ * API is unreachable). The URL is not logged: it may carry a path secret. */
+static int set_webhook(struct telegram *t, struct tg_api *api)
+{
+    char secret[300];
+    json_t *p;
+    int r = -ECANCELED;
+
+    telegram_webhook_secret(t->cfg, secret, sizeof(secret));
+    p = json_pack("{s:s, s:s, s:o, s:i}", "url", t->cfg->telegram_webhook_url, "secret_token",
+                  secret, "allowed_updates", allowed_updates(), "max_connections",
+                  t->cfg->http_threads * 2 < 100 ? t->cfg->http_threads * 2 : 100);
+    if (!p)
+        return -ENOMEM;
+    for (int attempt = 0; !*t->stop_main; attempt++) {
+        struct tg_reply rep;
+        char q[300];
+        long wait;
+
+        r = tg_api_call(api, "setWebhook", p, 15, &rep);
+        if (r == 0 && rep.ok) {
+            log_info("tg.webhook_set", "msg=\"Telegram posts updates to TELEGRAM_WEBHOOK_URL\"");
+            tg_reply_clear(&rep);
+            break;
+        }
+        if (r == 0 && rep.error_code == 400) {
+            log_error("tg.webhook_refused", "status=400 detail=%s",
+                      log_quote(q, sizeof(q), rep.description));
+            tg_reply_clear(&rep);
+            r = -EINVAL;
+            break;
+        }
+        log_warn("tg.webhook_retry", "err=%s status=%d attempt=%d",
+                 r < 0 ? strerror(-r) : "refused", r == 0 ? rep.error_code : 0, attempt + 1);
+        /* A 429 says when: sooner would only be refused again. */
+        wait = r == 0 && rep.retry_after > 0 ? rep.retry_after * 1000L
+                                             : backoff_ms(attempt, 1000, 30000);
+        tg_reply_clear(&rep);
+        r = -ECANCELED;
+        nap(t->stop_main, wait);
+    }
+    json_decref(p);
+    return r;
+}
+
+/* Poll mode after webhook mode: getUpdates answers 409 while a webhook is
+ * set, so a webhook left behind is removed (its pending updates kept).
+ * Retried like setWebhook while the Bot API fails (a network error, 429,
+ * 5xx): given up, every getUpdates would be a 409 for good. Another refusal
+ * is logged and the poller carries on. Returns 0, or -ECANCELED when the
+ * process stops first. */
+static int drop_webhook(struct telegram *t, struct tg_api *api)
+{
+    for (int attempt = 0; !*t->stop_main; attempt++) {
+        struct tg_reply rep;
+        const char *step = "getWebhookInfo";
+        const json_t *url;
+        long wait;
+        bool set;
+        int r = tg_api_call(api, step, NULL, 15, &rep);
+
+        if (r == 0 && rep.ok) {
+            url = json_object_get(rep.result, "url");
+            set = json_is_string(url) && json_string_length(url) > 0;
+            tg_reply_clear(&rep);
+            if (!set)
+                return 0;
+            step = "deleteWebhook";
+            r = tg_api_call(api, step, NULL, 15, &rep);
+            if (r == 0 && rep.ok) {
+                tg_reply_clear(&rep);
+                log_warn("tg.webhook_deleted",
+                         "msg=\"a webhook was set for this bot; polling replaces it (set "
+                         "TELEGRAM_WEBHOOK_URL for webhook mode)\"");
+                return 0;
+            }
+        }
+        if (r == 0 && rep.error_code != 429 && rep.error_code < 500) {
+            char q[300];
+            log_error("tg.webhook_delete_refused", "method=%s status=%d detail=%s", step,
+                      rep.error_code, log_quote(q, sizeof(q), rep.description));
+            tg_reply_clear(&rep);
+            return 0;
+        }
+        log_warn("tg.webhook_delete_retry", "method=%s err=%s status=%d attempt=%d", step,
+                 r < 0 ? strerror(-r) : "refused", r == 0 ? rep.error_code : 0, attempt + 1);
+        wait = r == 0 && rep.retry_after > 0 ? rep.retry_after * 1000L
+                                             : backoff_ms(attempt, 1000, 30000);
+        tg_reply_clear(&rep);
+        nap(t->stop_main, wait);
+    }
+    return -ECANCELED;
+}
+
+int telegram_health(const struct telegram *t, const char **why)
+{
+    long now = now_ms();
+
+    if (t->token_refused_at && t->token_refused_at >= t->poll_ok_at) {
+        *why = "Telegram refuses TELEGRAM_BOT_TOKEN";
+        return -1;
+    }
+    if (t->polling && now - t->poll_ok_at > (t->cfg->telegram_poll_timeout_s + 60) * 1000L) {
+        *why = "getUpdates has been failing";
+        return -1;
+    }
+    return 0;
+}
+
+void telegram_webhook_secret(const struct config *cfg, char *out, size_t n)
+{
+    static const char label[] = "rivet telegram webhook";
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+
+    if (cfg->telegram_webhook_secret) {
+        snprintf(out, n, "%s", cfg->telegram_webhook_secret);
+        return;
+    }
+    HMAC(EVP_sha256(), cfg->telegram_token, (int)strlen(cfg->telegram_token),
+         (const unsigned char *)label, sizeof(label) - 1, mac, &len);
+    out[0] = '\0';
+    for (unsigned int i = 0; i < len && 2 * i + 2 < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+int telegram_webhook_store(struct db *db, const char *body, size_t len, bool *dup)
+{
+    json_error_t jerr;
+    json_t *u = json_loadb(body, len, JSON_ALLOW_NUL, &jerr);
+    char id[32], chat[32], *dump;
+    int64_t uid;
+    int r;
+
+    if (!json_is_object(u) || tg_update_id(u, &uid) < 0 || uid < 0 || uid >= TG_MAX_UPDATE_ID) {
+        json_decref(u);
+        return -EBADMSG;
+    }
+    tg_update_chat(u, chat, sizeof(chat));
+    dump = json_dumps(u, JSON_COMPACT);
+    json_decref(u);
+    if (!dump)
+        return -ENOMEM;
+    snprintf(id, sizeof(id), "%lld", (long long)uid);
+    r = db_begin(db);
+    if (r == 0)
+        r = db_inbox_add(db, CHANNEL, id, chat, dump, dup);
+    if (r == 0 && !*dup)
+        r = db_inbox_notify(db);
+    if (r == 0)
+        r = db_commit(db);
+    else
+        db_rollback(db);
+    free(dump);
+    return r;
+}
+
 int telegram_start(const struct config *cfg, volatile int *stop, struct telegram **ret)
 {
     struct telegram *t = calloc(1, sizeof(*t));
@@ -941,27 +903,30 @@ int telegram_start(const struct config *cfg, volatile int *stop, struct telegram
     if (r < 0)
         goto fail;
     set_menu(api);
+    if (cfg->telegram_webhook_url) {
+        r = set_webhook(t, api);
+        if (r < 0)
+            goto fail;
+    } else {
+        r = drop_webhook(t, api);
+        if (r < 0)
+            goto fail;
+    }
     tg_api_free(api);
     api = NULL;
 
-    t->workers = calloc((size_t)cfg->workers, sizeof(pthread_t));
-    t->senders = calloc((size_t)cfg->telegram_senders, sizeof(pthread_t));
-    if (!t->workers || !t->senders) {
-        r = -ENOMEM;
-        goto fail;
+    if (!cfg->telegram_webhook_url) {
+        r = -pthread_create(&t->poller, NULL, poller_main, t);
+        if (r < 0)
+            goto fail;
+        t->poller_started = true;
     }
-    r = -pthread_create(&t->poller, NULL, poller_main, t);
+    r = chat_threads_start(cfg, &tg_ops, t, cfg->workers, cfg->telegram_senders, &t->threads);
     if (r < 0)
         goto fail;
-    t->poller_started = true;
-    for (; t->n_workers < cfg->workers; t->n_workers++)
-        if (pthread_create(&t->workers[t->n_workers], NULL, worker_main, t) != 0)
-            break;
-    for (; t->n_senders < cfg->telegram_senders; t->n_senders++)
-        if (pthread_create(&t->senders[t->n_senders], NULL, sender_main, t) != 0)
-            break;
-    log_info("tg.ready", "bot=%s workers=%d senders=%d poll_timeout_s=%d", t->username,
-             t->n_workers, t->n_senders, cfg->telegram_poll_timeout_s);
+    log_info("tg.ready", "bot=%s workers=%d senders=%d mode=%s poll_timeout_s=%d", t->username,
+             cfg->workers, cfg->telegram_senders, cfg->telegram_webhook_url ? "webhook" : "poll",
+             cfg->telegram_poll_timeout_s);
     *ret = t;
     return 0;
 fail:
@@ -972,47 +937,20 @@ fail:
 
 void telegram_stop(struct telegram *t)
 {
-    long deadline;
-
     if (!t)
         return;
-    /* Polling and working stop together; a long poll is cut short. */
+    /* A long poll is cut short. */
     t->stop_poll = 1;
-    t->stop_work = 1;
     pthread_mutex_lock(&t->poll_lock);
     if (t->poll_api)
         tg_api_interrupt(t->poll_api);
     pthread_mutex_unlock(&t->poll_lock);
     if (t->poller_started)
         pthread_join(t->poller, NULL);
-    for (int i = 0; i < t->n_workers; i++)
-        pthread_join(t->workers[i], NULL);
-    /* Deliver what is due, for a few seconds at most. */
-    deadline = now_ms() + t->cfg->telegram_flush_s * 1000L;
-    t->flush_deadline = deadline;
-    t->stop_send = 1;
-    for (int i = 0; i < t->n_senders; i++) {
-        struct timespec ts;
-        long left = deadline - now_ms();
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (left > 0) {
-            ts.tv_sec += left / 1000;
-            ts.tv_nsec += (left % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-        }
-        if (left <= 0 || pthread_timedjoin_np(t->senders[i], NULL, &ts) != 0) {
-            t->abort_send = 1;
-            pthread_join(t->senders[i], NULL);
-        }
-    }
+    /* Workers finish the update in hand; senders deliver what is due. */
+    chat_threads_stop(t->threads, t->cfg->telegram_flush_s);
     log_info("tg.stopped", "msg=\"polling stopped, workers finished, outbox flushed\"");
     pthread_mutex_destroy(&t->rate_lock);
     pthread_mutex_destroy(&t->poll_lock);
-    free(t->workers);
-    free(t->senders);
     free(t);
 }

@@ -4,6 +4,9 @@
 #ifndef RIVET_TELEGRAM_H
 #define RIVET_TELEGRAM_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct config;
 struct telegram;
 
@@ -17,5 +20,24 @@ int telegram_start(const struct config *cfg, volatile int *stop, struct telegram
  * senders up to TELEGRAM_FLUSH_S seconds to deliver what is due, joins
  * every thread and frees the channel; accepts NULL. */
 void telegram_stop(struct telegram *t);
+
+/* Whether the channel works: 0, or -1 and *why (static) when Telegram
+ * refused the token, or this process polls and getUpdates has been failing
+ * for longer than a long poll and a minute. */
+int telegram_health(const struct telegram *t, const char **why);
+
+/* ---- webhook mode (TELEGRAM_WEBHOOK_URL) ---- */
+struct db;
+
+/* The secret Telegram sends in X-Telegram-Bot-Api-Secret-Token:
+ * TELEGRAM_WEBHOOK_SECRET, or else the hex HMAC-SHA256 of a fixed label
+ * keyed with the bot token, so that every process behind a load balancer
+ * agrees without another setting. out: at least 257 bytes. */
+void telegram_webhook_secret(const struct config *cfg, char *out, size_t n);
+
+/* Stores one Update POSTed to /webhook/telegram (its own transaction).
+ * Returns 0 (*dup: it was stored before), -EBADMSG when the body is not an
+ * Update, or a database error. */
+int telegram_webhook_store(struct db *db, const char *body, size_t len, bool *dup);
 
 #endif

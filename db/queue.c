@@ -64,6 +64,29 @@ fail:
     return r;
 }
 
+int db_inbox_add(struct db *db, const char *channel, const char *external_id, const char *chat_id,
+                 const char *payload, bool *dup)
+{
+    static const struct db_stmt st = {
+        "inbox_add",
+        "INSERT INTO inbox (channel, external_id, chat_id, payload) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (channel, external_id) DO NOTHING RETURNING id",
+        4};
+    PGresult *res;
+    int r = db_query(db, &st, (const char *[]){channel, external_id, chat_id, payload}, &res);
+
+    if (r < 0)
+        return r;
+    *dup = PQntuples(res) == 0;
+    PQclear(res);
+    return 0;
+}
+
+int db_inbox_notify(struct db *db)
+{
+    return db_exec(db, "NOTIFY " QUEUE_INBOX_EVENT);
+}
+
 int db_inbox_claim(struct db *db, struct arena *a, const char *channel, struct inbox_item *ret)
 {
     /* The inner query names the oldest unhandled update of every chat; the
@@ -132,6 +155,69 @@ int db_chat_seen(struct db *db, const char *channel, const char *chat_id, const 
         3};
 
     return db_query(db, &st, (const char *[]){channel, chat_id, kind}, NULL);
+}
+
+int db_chat_inbound(struct db *db, const char *channel, const char *chat_id, int64_t at)
+{
+    static const struct db_stmt st = {
+        "chat_inbound",
+        "INSERT INTO chat_windows (channel, chat_id, last_inbound_at) "
+        "VALUES ($1, $2, least(now(), to_timestamp($3::double precision))) "
+        "ON CONFLICT (channel, chat_id) DO UPDATE SET last_inbound_at = "
+        "  greatest(chat_windows.last_inbound_at, excluded.last_inbound_at)",
+        3};
+    struct db_num t;
+
+    return db_query(db, &st, (const char *[]){channel, chat_id, db_num(&t, at)}, NULL);
+}
+
+int db_chat_wait_sender(struct db *db, const char *channel, const char *chat_id)
+{
+    /* KEY SHARE conflicts only with the sender's FOR UPDATE: it neither
+     * waits for nor blocks the webhooks' own updates of the row. */
+    static const struct db_stmt st = {
+        "chat_wait_sender", "SELECT 1 FROM chats WHERE channel = $1 AND chat_id = $2 FOR KEY SHARE",
+        2};
+
+    return db_query(db, &st, (const char *[]){channel, chat_id}, NULL);
+}
+
+int db_outbox_status(struct db *db, struct arena *a, const char *channel, const char *remote_id,
+                     const char *status, const char *error, struct outbox_item *row)
+{
+    /* Ranks: sent < delivered < read; failed replaces sent only. */
+#define RANK(x)                                                                                    \
+    "CASE " x " WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 "                    \
+    "WHEN 'failed' THEN 2 ELSE 0 END"
+    static const struct db_stmt st = {
+        "outbox_status",
+        "UPDATE outbox SET remote_status = $3, remote_status_at = now(), "
+        "  remote_error = left($4, 300) "
+        "WHERE channel = $1 AND remote_id = $2 AND " RANK("$3") " > " RANK(
+            "coalesce(remote_status, '')") " RETURNING id, chat_id, payload",
+        4};
+    static const struct db_stmt known = {
+        "outbox_remote_known", "SELECT 1 FROM outbox WHERE channel = $1 AND remote_id = $2", 2};
+#undef RANK
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel, remote_id, status, error}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        r = db_query(db, &known, (const char *[]){channel, remote_id}, &res);
+        if (r < 0)
+            return r;
+        r = PQntuples(res) > 0 ? -EALREADY : -ENOENT;
+        PQclear(res);
+        return r;
+    }
+    *row = (struct outbox_item){
+        .id = db_i64(res, 0, 0), .chat_id = db_str(a, res, 0, 1), .payload = db_str(a, res, 0, 2)};
+    PQclear(res);
+    return row->chat_id && row->payload ? 0 : -ENOMEM;
 }
 
 int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, bool active)
@@ -226,11 +312,13 @@ int db_outbox_claim(struct db *db, struct arena *a, const char *channel, struct 
      * so two senders never both think the chat has budget. */
     static const struct db_stmt st = {
         "outbox_claim",
-        "SELECT o.id, o.chat_id, o.method, o.payload, c.kind, o.attempts "
+        "SELECT o.id, o.chat_id, o.method, o.payload, c.kind, o.attempts, "
+        "  coalesce(extract(epoch FROM now() - w.last_inbound_at), -1) "
         "FROM outbox o JOIN ("
         "  SELECT DISTINCT ON (chat_id) id FROM outbox WHERE channel = $1 "
         "  AND sent_at IS NULL AND failed_at IS NULL ORDER BY chat_id, id) h ON h.id = o.id "
         "JOIN chats c ON c.channel = o.channel AND c.chat_id = o.chat_id "
+        "LEFT JOIN chat_windows w ON w.channel = o.channel AND w.chat_id = o.chat_id "
         "WHERE o.sent_at IS NULL AND o.failed_at IS NULL AND o.due_at <= now() "
         "  AND c.next_send_at <= now() AND c.active "
         "ORDER BY o.id LIMIT 1 FOR UPDATE OF o, c SKIP LOCKED",
@@ -251,6 +339,7 @@ int db_outbox_claim(struct db *db, struct arena *a, const char *channel, struct 
     ret->payload = db_str(a, res, 0, 3);
     ret->chat_kind = db_str(a, res, 0, 4);
     ret->attempts = db_int(res, 0, 5);
+    ret->inbound_age_s = strtod(PQgetvalue(res, 0, 6), NULL);
     PQclear(res);
     return ret->chat_id && ret->method && ret->payload && ret->chat_kind ? 0 : -ENOMEM;
 }
@@ -349,6 +438,21 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms)
         *ms = db_i64(res, 0, 0) > 0 ? (long)db_i64(res, 0, 0) : 0;
     PQclear(res);
     return r;
+}
+
+int db_inbox_pending(struct db *db, const char *channel, long *ret)
+{
+    static const struct db_stmt st = {
+        "inbox_pending", "SELECT count(*) FROM inbox WHERE channel = $1 AND handled_at IS NULL", 1};
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (r < 0)
+        return r;
+    *ret = (long)db_i64(res, 0, 0);
+    PQclear(res);
+    return 0;
 }
 
 int db_outbox_pending(struct db *db, const char *channel, long *ret)

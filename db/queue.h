@@ -26,6 +26,7 @@ struct outbox_item {
     int64_t id;
     const char *chat_id, *method, *payload, *chat_kind;
     int attempts;
+    double inbound_age_s; /* since the chat's user last wrote; < 0: never */
 };
 
 /* The stored poll offset of channel (0 when none). */
@@ -35,6 +36,13 @@ int db_poll_offset(struct db *db, const char *channel, long long *ret);
  * ignored), moves the stored offset to new_offset, and notifies workers. */
 int db_inbox_store(struct db *db, const char *channel, int n, const char *const *external_ids,
                    const char *const *chat_ids, const char *const *payloads, long long new_offset);
+
+/* Inside the caller's transaction: stores one update (a webhook's). *dup
+ * tells whether its external id was stored before (then nothing changed).
+ * The caller NOTIFYs QUEUE_INBOX_EVENT (db_inbox_notify) before it commits. */
+int db_inbox_add(struct db *db, const char *channel, const char *external_id, const char *chat_id,
+                 const char *payload, bool *dup);
+int db_inbox_notify(struct db *db);
 
 /* Inside the caller's transaction: claims the oldest unhandled, due update
  * of a chat whose older updates are all handled, locked until the
@@ -52,6 +60,16 @@ int db_chat_seen(struct db *db, const char *channel, const char *chat_id, const 
  * pending messages fail with error. It becomes active again when its user
  * writes (db_chat_seen). */
 int db_chat_blocked(struct db *db, const char *channel, const char *chat_id, const char *error);
+/* The chat's user wrote at `at` (Unix seconds: the message's own time, so
+ * that a message delivered late does not stretch WhatsApp's 24-hour
+ * window; a time in the future counts as now). The recorded time never
+ * moves back. */
+int db_chat_inbound(struct db *db, const char *channel, const char *chat_id, int64_t at);
+/* Inside the caller's transaction: waits until no sender has the chat in
+ * hand (a sender's claim locks the chat's row until what it sent is
+ * recorded), so that a delivery report Meta sent before the sender recorded
+ * the message's id can be looked up again. */
+int db_chat_wait_sender(struct db *db, const char *channel, const char *chat_id);
 /* A chat that blocked the bot (false) or came back (true). */
 int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, bool active);
 
@@ -83,6 +101,16 @@ int db_outbox_failed(struct db *db, const struct outbox_item *it, const char *er
 /* Milliseconds until the next pending message may go out (0: now), or
  * -ENOENT when nothing is pending. */
 int db_outbox_next_due(struct db *db, const char *channel, long *ms);
+/* A delivery report for the message the channel knows as remote_id:
+ * "sent", "delivered", "read" or "failed" (with error), in the caller's
+ * transaction. A report never moves a row back (a late "delivered" after
+ * "read" changes nothing). *row gets the message (id, chat, payload:
+ * arena) when it changed. -ENOENT when no row has that remote id (not
+ * recorded yet, or purged); -EALREADY when the row is already further. */
+int db_outbox_status(struct db *db, struct arena *a, const char *channel, const char *remote_id,
+                     const char *status, const char *error, struct outbox_item *row);
+/* Unhandled updates of a channel. */
+int db_inbox_pending(struct db *db, const char *channel, long *ret);
 /* Pending messages (not sent, not failed) of a channel. */
 int db_outbox_pending(struct db *db, const char *channel, long *ret);
 

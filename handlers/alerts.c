@@ -229,6 +229,7 @@ int alarm_reply(struct db *db, struct arena *a, int64_t factory_id, int64_t alar
     if (!r)
         return -ENOMEM;
     *out = *r;
+    out->alarm = true;
     out->next = NULL;
     return 0;
 }
@@ -265,6 +266,7 @@ int alarm_storm_reply(struct arena *a, const struct alarm *alarms, int n, struct
     if (!tmp.head)
         return -ENOMEM;
     *out = *tmp.head;
+    out->alarm = true;
     out->next = NULL;
     return 0;
 }

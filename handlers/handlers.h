@@ -68,6 +68,10 @@ struct reply {
     enum channel channel;
     const char *chat_id;
     int64_t edit_outbox;
+    /* An alarm, its escalation or a storm summary: a channel that may only
+     * send approved templates to some users (WhatsApp outside its 24-hour
+     * window) sends these as its alarm template. */
+    bool alarm;
     struct reply *next;
 };
 

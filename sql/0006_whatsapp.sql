@@ -15,8 +15,15 @@ ALTER TABLE outbox ADD COLUMN remote_error text CHECK (length(remote_error) <= 3
 CREATE INDEX outbox_remote ON outbox (channel, remote_id) WHERE remote_id IS NOT NULL;
 
 -- When the chat's user last wrote: WhatsApp lets a business send free-form
--- messages for 24 hours after that, and only templates outside.
-ALTER TABLE chats ADD COLUMN last_inbound_at timestamptz;
+-- messages for 24 hours after that, and only templates outside. A table of
+-- its own, not a column of chats: a sender holds its chat's row locked
+-- while it sends, and a webhook must never wait for that.
+CREATE TABLE chat_windows (
+    channel          text NOT NULL,
+    chat_id          text NOT NULL,
+    last_inbound_at  timestamptz NOT NULL,
+    PRIMARY KEY (channel, chat_id)
+);
 
 -- One-time codes that attach a second channel to a user (/link): only the
 -- SHA-256 is stored, like invites. A code is good for 10 minutes, once.

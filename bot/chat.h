@@ -1,0 +1,107 @@
+/* The threads every chat channel of `rivet serve` runs on the inbox and
+ * outbox tables: workers that turn an inbox row into outbox rows in one
+ * transaction with the change its handler made, and senders that deliver
+ * the outbox within the channel's limits. A channel (telegram.c,
+ * whatsapp.c) fills in struct chat_ops; how its updates reach the inbox
+ * (a poller, a webhook) is its own business.
+ *
+ * Any thread may die at any moment (kill -9, a lost network, a database
+ * restart): nothing is lost, and nothing is answered twice, except a
+ * message the remote API accepted in the instant before its delivery was
+ * recorded. */
+#ifndef RIVET_CHAT_H
+#define RIVET_CHAT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "queue.h"
+
+struct arena;
+struct config;
+struct db;
+struct msg_photo;
+struct photo_reader;
+struct photo_result;
+
+/* What handling one inbox row came to, for the log and the channel's
+ * after-commit step (Telegram answers a button press there). */
+struct chat_handled {
+    const char *outcome; /* "ok", "ignored", "bad_update", ... */
+    const char *command; /* what ran, or NULL */
+    const char *callback_id, *callback_text;
+};
+
+/* The photo of the inbox row in hand, per worker. The channel's handle()
+ * sets file_id (its id of the file), mime_type, too_big and max, then
+ * chat_photo_attach() gives the handler fetch and read callbacks that
+ * download through ops->download and read with the worker's reader. A
+ * retry of the same row by the same worker neither downloads nor reads
+ * (nor pays an LLM) again. */
+struct chat_photo {
+    const char *file_id, *mime_type;
+    bool too_big; /* the channel already knows it is over its limit */
+    /* private to chat.c */
+    const struct chat_ops *ops;
+    void *ws;
+    struct photo_reader *pr;
+    struct buf bytes;
+    int64_t inbox, memo_inbox;
+    char memo_sha[65];
+    struct photo_result *memo;
+    bool memo_read;
+};
+
+/* Fills *p so that a handler can fetch and read the worker's photo. */
+void chat_photo_attach(struct chat_photo *wp, int64_t inbox_id, struct msg_photo *p);
+
+enum chat_sent { CHAT_SENT, CHAT_RETRY, CHAT_WAIT, CHAT_FAILED, CHAT_SENT_COUNT };
+
+struct chat_ops {
+    const char *channel; /* "telegram": the channel column of the queues */
+    const char *prefix;  /* "tg": of the log events */
+    /* Per worker thread: state (a client for downloads), or NULL. */
+    int (*worker_new)(void *ch, void **ws);
+    void (*worker_free)(void *ws);
+    /* Downloads a file the handler asked for into out (at most max bytes).
+     * 0, or -errno with *why a sentence for the user. */
+    int (*download)(void *ws, const char *file_id, struct buf *out, const char **why);
+    /* Handles one inbox row inside the caller's transaction. 0, or a
+     * database error for the caller to roll back and retry. */
+    int (*handle)(void *ch, void *ws, struct chat_photo *wp, struct db *db, struct arena *a,
+                  const struct inbox_item *it, struct chat_handled *h);
+    /* After the row's transaction: ok tells whether it committed. May be
+     * NULL. */
+    void (*handled)(void *ws, const struct chat_handled *h, bool ok);
+
+    /* Per sender thread. abort is set when the sender must stop at once. */
+    int (*sender_new)(void *ch, volatile int *abort, void **ss);
+    void (*sender_free)(void *ss);
+    /* Delivers one claimed message; records what happened on the row in the
+     * caller's transaction (db_outbox_sent, _retry, _chat_wait, _failed).
+     * *status: the remote answer (HTTP or API code), 0 when none. */
+    enum chat_sent (*deliver)(void *ch, void *ss, struct db *db, struct arena *a,
+                              const struct outbox_item *it, int *status);
+};
+
+struct chat_threads;
+
+/* Starts n_workers workers and n_senders senders for the channel ch (passed
+ * to every op). cfg and ops must outlive the threads. 0 and *ret, or
+ * -errno. */
+int chat_threads_start(const struct config *cfg, const struct chat_ops *ops, void *ch,
+                       int n_workers, int n_senders, struct chat_threads **ret);
+
+/* Lets each worker finish the row in hand, gives the senders up to flush_s
+ * seconds to deliver what is due, joins every thread and frees; accepts
+ * NULL. */
+void chat_threads_stop(struct chat_threads *t, int flush_s);
+
+/* Tries before a row that keeps failing is given up (with an apology), and
+ * before a message that keeps failing to send is. */
+#define CHAT_MAX_HANDLE_ATTEMPTS 5
+#define CHAT_MAX_SEND_ATTEMPTS 50
+
+#endif
