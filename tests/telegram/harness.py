@@ -293,7 +293,8 @@ class Env:
 
     def base_env(self):
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("TELEGRAM_", "RIVET_", "DATABASE_", "LLM_"))}
+               if not k.startswith(("TELEGRAM_", "RIVET_", "DATABASE_", "LLM_", "WHATSAPP_",
+                                    "HTTP_"))}
         env["DATABASE_URL"] = self.db_url
         env["LC_ALL"] = "C.UTF-8"
         return env
@@ -517,6 +518,8 @@ class Rivet:
         "TELEGRAM_GLOBAL_PER_SECOND": "1000",
         "TELEGRAM_FLUSH_S": "5",
         "RIVET_LOG_LEVEL": "info",
+        # Every process picks a free port; http_port() reads which.
+        "HTTP_LISTEN": "127.0.0.1:0",
     }
 
     def __init__(self, env, label, settings):
@@ -530,10 +533,12 @@ class Rivet:
 
     def environ(self):
         e = self.env.base_env()
-        e["TELEGRAM_BOT_TOKEN"] = TOKEN
-        e["TELEGRAM_API_URL"] = self.env.fake.url
+        if self.env.fake:
+            e["TELEGRAM_BOT_TOKEN"] = TOKEN
+            e["TELEGRAM_API_URL"] = self.env.fake.url
         e.update(self.settings)
-        return e
+        # A setting given as None is left out (e.g. TELEGRAM_BOT_TOKEN=None).
+        return {k: v for k, v in e.items() if v != "None"}
 
     def start(self, wait=True, timeout=30):
         check(self.proc is None or self.proc.poll() is not None,
@@ -551,6 +556,35 @@ class Rivet:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def http_port(self):
+        """The port of the HTTP server of the current start (after
+        serve.ready)."""
+        m = re.search(r" ev=serve\.ready .*\bhttp_port=(\d+)", self.text())
+        check(m and m.group(1) != "0", "rivet %s: no http_port in serve.ready" % self.label,
+              self.tail())
+        return int(m.group(1))
+
+    def listening_port(self, timeout=30):
+        """The port of the HTTP server of the current start, from its
+        http.listening line: known before serve.ready (the server starts
+        before the channels)."""
+        self.wait_log(" ev=http.listening ", timeout)
+        m = re.search(r" ev=http\.listening .*\bport=(\d+)", self.text())
+        check(m and m.group(1) != "0", "rivet %s: no port in http.listening" % self.label,
+              self.tail())
+        return int(m.group(1))
+
+    def http(self, method, path, body=None, headers=None, timeout=10):
+        """One request to this process's HTTP server: (status, headers,
+        body bytes). Never raises for an HTTP error status."""
+        req = urllib.request.Request("http://127.0.0.1:%d%s" % (self.http_port(), path),
+                                     data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
 
     def returncode(self):
         return self.proc.poll() if self.proc else None
@@ -772,3 +806,70 @@ def check_no_crash(env):
 
 def rand():
     return random.Random(os.getpid() ^ int(time.time()))
+
+
+# ---------------------------------------------------------------------------
+# GET /metrics
+# ---------------------------------------------------------------------------
+
+def prometheus_parser():
+    """prometheus_client's text_string_to_metric_families (the Debian package
+    python3-prometheus-client, which scripts/setup installs). A pyenv python3
+    does not see Debian's dist-packages, so they are tried too. Fails the
+    test point with the reason when the parser is missing."""
+    try:
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        if "/usr/lib/python3/dist-packages" not in sys.path:
+            sys.path.append("/usr/lib/python3/dist-packages")
+        try:
+            from prometheus_client.parser import text_string_to_metric_families
+        except ImportError as e:
+            raise Fail("the Prometheus text parser is missing (%s): install the Debian package "
+                       "python3-prometheus-client (scripts/setup installs it)" % e)
+    return text_string_to_metric_families
+
+
+class Metrics:
+    """One scrape of /metrics, parsed by prometheus_client's parser.
+    families: {family name: (type, {label names})} with the parser's names
+    (a counter's family name has no _total); samples: {(sample name,
+    ((label, value), ...) sorted): value}."""
+
+    def __init__(self, text):
+        self.text = text
+        self.families = {}
+        self.samples = {}
+        parse = prometheus_parser()
+        try:
+            parsed = list(parse(text))
+        except Exception as e:
+            raise Fail("/metrics does not parse: %r\n%s" % (e, text[:2000]))
+        for fam in parsed:
+            names = set()
+            for s in fam.samples:
+                key = (s.name, tuple(sorted(s.labels.items())))
+                if key in self.samples:
+                    raise Fail("/metrics repeats the sample %s%r" % key)
+                self.samples[key] = s.value
+                names.update(k for k in s.labels if k != "le")
+            self.families[fam.name] = (fam.type, names)
+
+    def value(self, name, default=None, **labels):
+        """The value of the sample name{labels}, or default when absent."""
+        return self.samples.get((name, tuple(sorted(labels.items()))), default)
+
+    def series(self, name):
+        """[(labels dict, value)] of every sample called name."""
+        return [(dict(k[1]), v) for k, v in self.samples.items() if k[0] == name]
+
+
+def scrape(rivet):
+    """GET /metrics from a rivet: a checked, parsed Metrics."""
+    status, headers, body = rivet.http("GET", "/metrics")
+    eq(status, 200, "GET /metrics status")
+    ctype = headers.get("Content-Type", "")
+    check(ctype.startswith("text/plain") and "version=0.0.4" in ctype,
+          "GET /metrics Content-Type: %r" % ctype)
+    return Metrics(body.decode("utf-8"))
+
