@@ -128,7 +128,7 @@ int whatsapp_webhook(const struct config *cfg, struct db *db, struct arena *a, c
         if (s->error_code || s->error)
             snprintf(err, sizeof(err), "%d %s", s->error_code, s->error ? s->error : "");
         r = db_outbox_status(db, a, CHANNEL, s->id, s->status, err[0] ? err : NULL, &row);
-        if ((r == -ENOENT || r == -EALREADY) && s->recipient) {
+        if (r == -ENOENT && s->recipient) {
             /* Meta may report a message before the sender that sent it has
              * recorded its id (or while it commits it): a sender holds the
              * chat from its claim until then, so wait for the chat and look
