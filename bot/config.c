@@ -249,8 +249,7 @@ static int web_load(struct config *cfg, char *err, size_t errlen)
     }
 
     cfg->telegram_webhook_url = env("TELEGRAM_WEBHOOK_URL");
-    if (cfg->telegram_webhook_url && strncmp(cfg->telegram_webhook_url, "https://", 8) != 0 &&
-        strncmp(cfg->telegram_webhook_url, "http://", 7) != 0) {
+    if (cfg->telegram_webhook_url && !http_url(cfg->telegram_webhook_url)) {
         snprintf(err, errlen,
                  "TELEGRAM_WEBHOOK_URL must be the public https:// URL of /webhook/telegram");
         return -EINVAL;

@@ -447,6 +447,92 @@ static void test_config_statement_timeout(void **state)
     }
 }
 
+/* ---- the HTTP server, the Telegram webhook, WhatsApp ---- */
+
+static const char *const web_vars[] = {
+    "HTTP_LISTEN",           "TELEGRAM_BOT_TOKEN",      "TELEGRAM_WEBHOOK_URL",
+    "WHATSAPP_TOKEN",        "WHATSAPP_APP_SECRET",     "WHATSAPP_PHONE_NUMBER_ID",
+    "WHATSAPP_VERIFY_TOKEN", "TELEGRAM_WEBHOOK_SECRET",
+};
+
+static int web_env_clean(void **state)
+{
+    cfg_env_clean(state);
+    for (size_t i = 0; i < sizeof(web_vars) / sizeof(web_vars[0]); i++)
+        unsetenv(web_vars[i]);
+    return 0;
+}
+
+/* config_load refuses, naming want in err and never echoing secret. */
+static void assert_refused(const char *want, const char *secret)
+{
+    struct config cfg;
+    char err[256] = "";
+
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), -EINVAL);
+    if (!strstr(err, want))
+        fail_msg("expected %s in \"%s\"", want, err);
+    if (secret && strstr(err, secret))
+        fail_msg("the secret is in \"%s\"", err);
+}
+
+static void test_config_http_listen(void **state)
+{
+    static const char *const bad[] = {"8080",     "127.0.0.1", "127.0.0.1:",     "127.0.0.1:70000",
+                                      "::1:8080", "[::1]8080", "example.com:80", "1.2.3:80"};
+    struct config cfg;
+    char err[256] = "";
+
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_string_equal(cfg.http_listen, "127.0.0.1:8080");
+    assert_null(cfg.whatsapp_token);
+    setenv("HTTP_LISTEN", "off", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_null(cfg.http_listen);
+    setenv("HTTP_LISTEN", "[::1]:0", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("HTTP_LISTEN", bad[i], 1);
+        assert_refused("HTTP_LISTEN", NULL);
+    }
+}
+
+static void test_config_whatsapp(void **state)
+{
+    struct config cfg;
+    char err[256] = "";
+
+    setenv("WHATSAPP_TOKEN", "EAAGsecretTOKEN", 1);
+    assert_refused("WHATSAPP_PHONE_NUMBER_ID", "EAAGsecretTOKEN");
+    setenv("WHATSAPP_PHONE_NUMBER_ID", "106540352242922", 1);
+    assert_refused("WHATSAPP_APP_SECRET", "EAAGsecretTOKEN");
+    setenv("WHATSAPP_APP_SECRET", "appSECRET", 1);
+    setenv("WHATSAPP_VERIFY_TOKEN", "verifySECRET", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_string_equal(cfg.whatsapp_api_url, "https://graph.facebook.com/v21.0");
+    assert_string_equal(cfg.whatsapp_template, "rivet_alarm");
+    setenv("WHATSAPP_PHONE_NUMBER_ID", "1065/../me", 1);
+    assert_refused("WHATSAPP_PHONE_NUMBER_ID", "1065/../me");
+    setenv("WHATSAPP_PHONE_NUMBER_ID", "106540352242922", 1);
+    setenv("WHATSAPP_TOKEN", "with space", 1);
+    assert_refused("WHATSAPP_TOKEN", "with space");
+    setenv("WHATSAPP_TOKEN", "EAAGsecretTOKEN", 1);
+    setenv("HTTP_LISTEN", "off", 1);
+    assert_refused("HTTP_LISTEN is off", "EAAGsecretTOKEN");
+}
+
+static void test_config_telegram_webhook(void **state)
+{
+    setenv("TELEGRAM_WEBHOOK_URL", "https://rivet.example.com/webhook/telegram", 1);
+    assert_refused("TELEGRAM_BOT_TOKEN", NULL);
+    setenv("TELEGRAM_BOT_TOKEN", "123456:ABCsecret", 1);
+    setenv("TELEGRAM_WEBHOOK_SECRET", "has space", 1);
+    assert_refused("TELEGRAM_WEBHOOK_SECRET", "has space");
+    unsetenv("TELEGRAM_WEBHOOK_SECRET");
+    setenv("TELEGRAM_WEBHOOK_URL", "ftp://rivet.example.com/", 1);
+    assert_refused("TELEGRAM_WEBHOOK_URL", "ABCsecret");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -468,6 +554,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_log_level, cfg_env_clean, cfg_env_clean),
         cmocka_unit_test_setup_teardown(test_config_statement_timeout, cfg_env_clean,
                                         cfg_env_clean),
+        cmocka_unit_test_setup_teardown(test_config_http_listen, web_env_clean, web_env_clean),
+        cmocka_unit_test_setup_teardown(test_config_whatsapp, web_env_clean, web_env_clean),
+        cmocka_unit_test_setup_teardown(test_config_telegram_webhook, web_env_clean, web_env_clean),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
