@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "curl_errno.h"
 
 struct tg_api {
     CURL *curl;
@@ -137,31 +138,6 @@ void tg_reply_clear(struct tg_reply *rep)
     memset(rep, 0, sizeof(*rep));
 }
 
-static int map_curl(CURLcode c)
-{
-    switch (c) {
-    case CURLE_OK:
-        return 0;
-    case CURLE_OPERATION_TIMEDOUT:
-        return -ETIMEDOUT;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return -ECONNREFUSED;
-    case CURLE_WRITE_ERROR:
-        return -E2BIG;
-    case CURLE_ABORTED_BY_CALLBACK:
-        return -ECANCELED;
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_PARTIAL_FILE:
-        return -ECONNRESET;
-    default:
-        return -EIO;
-    }
-}
-
 /* Reads {"ok":true,"result":...} or {"ok":false,"error_code":N,
  * "description":"...","parameters":{"retry_after":N}}. */
 static int parse_answer(struct tg_api *api, struct tg_reply *rep)
@@ -225,7 +201,7 @@ int tg_api_call(struct tg_api *api, const char *method, json_t *params, long tim
     curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &rep->http_status);
     rep->body = buf_str(&api->body);
     rep->body_len = api->body.len;
-    r = map_curl(c);
+    r = curl_errno(c);
     if (r < 0)
         goto out;
     r = parse_answer(api, rep);
@@ -312,7 +288,7 @@ int tg_api_get_file(struct tg_api *api, const char *file_id, long timeout_s, siz
     curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_data);
     if (c != CURLE_OK && api->stop && *api->stop)
         c = CURLE_ABORTED_BY_CALLBACK;
-    r = map_curl(c);
+    r = curl_errno(c);
     if (r == -E2BIG)
         *why = "The image is larger than 20 MB.";
     if (r < 0)

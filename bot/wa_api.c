@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "buf.h"
+#include "curl_errno.h"
 #include "text.h"
 
 #define AUTH_PREFIX "Authorization: Bearer "
@@ -230,35 +231,6 @@ void wa_api_free(struct wa_api *api)
     free(api);
 }
 
-static int map_curl(CURLcode c)
-{
-    switch (c) {
-    case CURLE_OK:
-        return 0;
-    case CURLE_OPERATION_TIMEDOUT:
-        return -ETIMEDOUT;
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return -ECONNREFUSED;
-    case CURLE_WRITE_ERROR:
-        return -E2BIG;
-    case CURLE_FILESIZE_EXCEEDED:
-        return -EFBIG;
-    case CURLE_ABORTED_BY_CALLBACK:
-        return -ECANCELED;
-    case CURLE_GOT_NOTHING:
-    case CURLE_RECV_ERROR:
-    case CURLE_SEND_ERROR:
-    case CURLE_PARTIAL_FILE:
-        return -ECONNRESET;
-    case CURLE_OUT_OF_MEMORY:
-        return -ENOMEM;
-    default:
-        return -EIO;
-    }
-}
-
 /* A caller's timeout in seconds as curl's milliseconds, within sense. */
 static long ms_of(long timeout_s)
 {
@@ -307,7 +279,7 @@ static int perform(struct wa_api *api, const char *url, const char *body, long t
     curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, status);
     if (c != CURLE_OK && stopping(api))
         return -ECANCELED;
-    r = map_curl(c);
+    r = curl_errno(c);
     if (c == CURLE_WRITE_ERROR && s->err)
         r = s->err;
     return r;
