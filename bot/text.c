@@ -158,3 +158,30 @@ char *text_trim(char *s)
         memmove(s, s + start, n - start + 1);
     return s;
 }
+
+bool text_json_depth_ok(const char *s, size_t n, int max)
+{
+    bool in_str = false, esc = false;
+    int depth = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (in_str) {
+            if (esc)
+                esc = false;
+            else if (c == '\\')
+                esc = true;
+            else if (c == '"')
+                in_str = false;
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '{' || c == '[') {
+            if (++depth > max)
+                return false;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+    }
+    return true;
+}

@@ -35,4 +35,9 @@ int text_distance(const char *a, const char *b);
 /* Strips leading and trailing ASCII white space in place; returns s. */
 char *text_trim(char *s);
 
+/* Whether the JSON text nests objects and arrays no deeper than max,
+ * counted without parsing (brackets inside strings skipped), so that a
+ * hostile body cannot make jansson's recursive parser go deep. */
+bool text_json_depth_ok(const char *s, size_t n, int max);
+
 #endif

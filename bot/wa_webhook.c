@@ -359,35 +359,6 @@ static int read_status(struct arena *a, const json_t *s, struct wa_status *out)
 
 /* ---- the body ---- */
 
-/* False when objects and arrays nest deeper than max (strings skipped):
- * checked before jansson's recursive parser sees the body. */
-static bool depth_ok(const char *s, size_t len, int max)
-{
-    bool in_string = false, escaped = false;
-    int depth = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-
-        if (in_string) {
-            if (escaped)
-                escaped = false;
-            else if (c == '\\')
-                escaped = true;
-            else if (c == '"')
-                in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max)
-                return false;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return true;
-}
-
 /* The value of a change Rivet reads (field "messages"), or NULL. */
 static const json_t *messages_value(const json_t *change)
 {
@@ -460,7 +431,8 @@ int wa_webhook_parse(struct arena *a, const char *body, size_t len, struct wa_we
     int r = -EBADMSG;
 
     memset(out, 0, sizeof(*out));
-    if (!body || len == 0 || len > WA_BODY_BYTES_MAX || !depth_ok(body, len, WA_DEPTH_MAX))
+    if (!body || len == 0 || len > WA_BODY_BYTES_MAX ||
+        !text_json_depth_ok(body, len, WA_DEPTH_MAX))
         return -EBADMSG;
     /* Meta never repeats a key; a body that does is not Meta's. A "\u0000"
      * in a string makes only the message that holds it malformed. */

@@ -14,6 +14,8 @@
  * more failure pauses it again. */
 #include "llm.h"
 
+#include "text.h"
+
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
@@ -151,37 +153,6 @@ static bool text_ok(const char *s, size_t n)
     return true;
 }
 
-/* Whether the JSON text nests no deeper than max (counted without parsing,
- * so a hostile answer cannot make the parser recurse). */
-static bool json_depth_ok(const char *s, size_t n, int max)
-{
-    bool in_str = false, esc = false;
-    int depth = 0;
-
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-
-        if (in_str) {
-            if (esc)
-                esc = false;
-            else if (c == '\\')
-                esc = true;
-            else if (c == '"')
-                in_str = false;
-            continue;
-        }
-        if (c == '"') {
-            in_str = true;
-        } else if (c == '{' || c == '[') {
-            if (++depth > max)
-                return false;
-        } else if (c == '}' || c == ']') {
-            depth--;
-        }
-    }
-    return true;
-}
-
 static bool is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -300,7 +271,7 @@ static int parse_content(const char *text, size_t len, struct nameplate *np)
     r = unfence(&text, &len);
     if (r < 0)
         return r;
-    if (len == 0 || text[0] != '{' || !json_depth_ok(text, len, LLM_CONTENT_DEPTH))
+    if (len == 0 || text[0] != '{' || !text_json_depth_ok(text, len, LLM_CONTENT_DEPTH))
         return -EBADMSG;
     root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!json_is_object(root)) {
@@ -336,7 +307,7 @@ int llm_parse_answer(const char *body, size_t len, struct nameplate *out, struct
 
     if (len > LLM_MAX_RESPONSE)
         return -E2BIG;
-    if (!body || !json_depth_ok(body, len, LLM_JSON_DEPTH))
+    if (!body || !text_json_depth_ok(body, len, LLM_JSON_DEPTH))
         return -EBADMSG;
     root = json_loadb(body, len, 0, &jerr);
     if (!json_is_object(root)) {
@@ -1006,7 +977,7 @@ static bool error_detail(const char *body, size_t len, char *what, size_t n)
     bool about_format = false;
 
     what[0] = '\0';
-    if (!body || !json_depth_ok(body, len, LLM_JSON_DEPTH))
+    if (!body || !text_json_depth_ok(body, len, LLM_JSON_DEPTH))
         return false;
     root = json_loadb(body, len, 0, &jerr);
     e = json_object_get(root, "error");

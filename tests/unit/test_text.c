@@ -370,6 +370,22 @@ static void test_text_trim(void **state)
     assert_string_equal(text_trim(s7), "\xc2\xa0x\xc2\xa0");
 }
 
+static void test_json_depth(void **state)
+{
+    static const char deep[] = "[[[[{\"a\":[1]}]]]]"; /* depth 6 */
+    static const char in_strings[] = "{\"a\":\"[[[[[[[[\",\"b\":\"\\\"{{{{{{\"}";
+
+    (void)state;
+    assert_true(text_json_depth_ok(deep, strlen(deep), 6));
+    assert_false(text_json_depth_ok(deep, strlen(deep), 5));
+    /* Brackets in strings, escaped quotes included, do not count. */
+    assert_true(text_json_depth_ok(in_strings, strlen(in_strings), 1));
+    assert_true(text_json_depth_ok("", 0, 0));
+    assert_false(text_json_depth_ok("[", 1, 0));
+    /* Only n bytes are read. */
+    assert_true(text_json_depth_ok(deep, 2, 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -393,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_text_distance_case_insensitive),
         cmocka_unit_test(test_text_distance_long),
         cmocka_unit_test(test_text_trim),
+        cmocka_unit_test(test_json_depth),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
