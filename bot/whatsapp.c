@@ -387,6 +387,7 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
     const char *why = NULL;
     char err[400];
     enum chat_sent s;
+    long pause;
     int r;
 
     (void)a;
@@ -402,12 +403,13 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
         db_outbox_failed(db, it, why);
         return CHAT_FAILED;
     }
-    if (paused_ms(w) > 0) {
+    pause = paused_ms(w);
+    if (pause > 0) {
         /* The claim locks the chat, and a webhook's status lookup may wait
          * for it: the pause is not slept through holding it. */
         json_decref(body);
         json_decref(p);
-        db_outbox_retry(db, it, (int)paused_ms(w) + 1, "130429: the number is paused");
+        db_outbox_retry(db, it, (int)pause + 1, "130429: the number is paused");
         return CHAT_WAIT;
     }
     take_token(w);

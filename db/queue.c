@@ -440,19 +440,25 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms)
     return r;
 }
 
-int db_inbox_pending(struct db *db, const char *channel, long *ret)
+/* A count(*) of one channel's rows. */
+static int channel_count(struct db *db, const struct db_stmt *st, const char *channel, long *ret)
 {
-    static const struct db_stmt st = {
-        "inbox_pending", "SELECT count(*) FROM inbox WHERE channel = $1 AND handled_at IS NULL", 1};
     PGresult *res;
-    int r;
+    int r = db_query(db, st, (const char *[]){channel}, &res);
 
-    r = db_query(db, &st, (const char *[]){channel}, &res);
     if (r < 0)
         return r;
     *ret = (long)db_i64(res, 0, 0);
     PQclear(res);
     return 0;
+}
+
+int db_inbox_pending(struct db *db, const char *channel, long *ret)
+{
+    static const struct db_stmt st = {
+        "inbox_pending", "SELECT count(*) FROM inbox WHERE channel = $1 AND handled_at IS NULL", 1};
+
+    return channel_count(db, &st, channel, ret);
 }
 
 int db_outbox_pending(struct db *db, const char *channel, long *ret)
@@ -461,15 +467,8 @@ int db_outbox_pending(struct db *db, const char *channel, long *ret)
         "outbox_pending",
         "SELECT count(*) FROM outbox WHERE channel = $1 AND sent_at IS NULL AND failed_at IS NULL",
         1};
-    PGresult *res;
-    int r;
 
-    r = db_query(db, &st, (const char *[]){channel}, &res);
-    if (r < 0)
-        return r;
-    *ret = (long)db_i64(res, 0, 0);
-    PQclear(res);
-    return 0;
+    return channel_count(db, &st, channel, ret);
 }
 
 int db_queue_purge(struct db *db, const char *channel, int days, long *gone)
