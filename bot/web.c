@@ -96,6 +96,25 @@ static void count_request(const char *path, int status)
     metric_inc("rivet_webhook_requests_total", "path", path, "status", s, NULL);
 }
 
+/* A webhook's answer, counted by path and status. */
+static void answer(struct http_response *res, const char *path, int status, const char *json)
+{
+    count_request(path, status);
+    reply_json(res, status, json);
+}
+
+/* PostgreSQL did not take a webhook's rows: 503, so the sender retries. */
+static void store_failed(struct http_response *res, const char *path, const char *ev, int r,
+                         struct db *db)
+{
+    if (r < 0) {
+        char q[300];
+        metric_inc("rivet_db_errors_total", "component", "http", NULL);
+        log_error(ev, "err=%s detail=%s", strerror(-r), log_quote(q, sizeof(q), db_errmsg(db)));
+    }
+    answer(res, path, 503, "{\"error\":\"database unavailable; send it again\"}");
+}
+
 /* ---- WhatsApp ---- */
 
 /* GET /webhook/whatsapp: Meta's verification of the callback URL. */
@@ -123,8 +142,7 @@ static void wa_verify(void *ctx, const struct http_request *req, struct http_res
         CRYPTO_memcmp(token, want, strlen(want)) != 0 || n == 0 || n > 256) {
         log_warn("wa.verify_refused", "mode_ok=%d challenge_ok=%d",
                  mode && strcmp(mode, "subscribe") == 0, n > 0 && n <= 256);
-        count_request("/webhook/whatsapp", 403);
-        reply_json(res, 403, "{\"error\":\"verification refused\"}");
+        answer(res, "/webhook/whatsapp", 403, "{\"error\":\"verification refused\"}");
         return;
     }
     log_info("wa.verified", "msg=\"Meta verified the webhook URL\"");
@@ -153,31 +171,23 @@ static void wa_post(void *ctx, const struct http_request *req, struct http_respo
                  http_header(req, "X-Hub-Signature-256") != NULL);
         metric_inc("rivet_updates_received_total", "channel", "whatsapp", "outcome", "rejected",
                    NULL);
-        count_request("/webhook/whatsapp", 401);
-        reply_json(res, 401, "{\"error\":\"bad signature\"}");
+        answer(res, "/webhook/whatsapp", 401, "{\"error\":\"bad signature\"}");
         return;
     }
     db = web_db(w);
     if (!db || arena_new(&a) < 0) {
-        count_request("/webhook/whatsapp", 503);
-        reply_json(res, 503, "{\"error\":\"database unavailable; send it again\"}");
+        store_failed(res, "/webhook/whatsapp", NULL, 0, NULL);
         return;
     }
     r = whatsapp_webhook(w->cfg, db, a, req->body, req->body_len, &got);
     arena_free(a);
     if (r == -EBADMSG) {
         log_warn("wa.bad_webhook", "bytes=%zu", req->body_len);
-        count_request("/webhook/whatsapp", 400);
-        reply_json(res, 400, "{\"error\":\"not a WhatsApp webhook body\"}");
+        answer(res, "/webhook/whatsapp", 400, "{\"error\":\"not a WhatsApp webhook body\"}");
         return;
     }
     if (r < 0) {
-        char q[300];
-        metric_inc("rivet_db_errors_total", "component", "http", NULL);
-        log_error("wa.inbox_error", "err=%s detail=%s", strerror(-r),
-                  log_quote(q, sizeof(q), db_errmsg(db)));
-        count_request("/webhook/whatsapp", 503);
-        reply_json(res, 503, "{\"error\":\"database unavailable; send it again\"}");
+        store_failed(res, "/webhook/whatsapp", "wa.inbox_error", r, db);
         return;
     }
     if (got.stored)
@@ -192,8 +202,7 @@ static void wa_post(void *ctx, const struct http_request *req, struct http_respo
     log_info("wa.webhook",
              "stored=%d duplicates=%d other_number=%d statuses=%d errors=%d skipped=%d", got.stored,
              got.duplicates, got.rejected, got.statuses, got.errors, got.skipped);
-    count_request("/webhook/whatsapp", 200);
-    reply_json(res, 200, "{\"ok\":true}");
+    answer(res, "/webhook/whatsapp", 200, "{\"ok\":true}");
 }
 
 /* The two methods of the WhatsApp webhook's one path. */
@@ -225,14 +234,12 @@ static void tg_post(void *ctx, const struct http_request *req, struct http_respo
         log_warn("tg.bad_secret", "bytes=%zu present=%d", req->body_len, secret != NULL);
         metric_inc("rivet_updates_received_total", "channel", "telegram", "outcome", "rejected",
                    NULL);
-        count_request("/webhook/telegram", 401);
-        reply_json(res, 401, "{\"error\":\"bad secret token\"}");
+        answer(res, "/webhook/telegram", 401, "{\"error\":\"bad secret token\"}");
         return;
     }
     db = web_db(w);
     if (!db) {
-        count_request("/webhook/telegram", 503);
-        reply_json(res, 503, "{\"error\":\"database unavailable; send it again\"}");
+        store_failed(res, "/webhook/telegram", NULL, 0, NULL);
         return;
     }
     r = telegram_webhook_store(db, req->body, req->body_len, &dup);
@@ -240,23 +247,16 @@ static void tg_post(void *ctx, const struct http_request *req, struct http_respo
         log_warn("tg.update_dropped", "reason=unparseable bytes=%zu", req->body_len);
         metric_inc("rivet_updates_received_total", "channel", "telegram", "outcome", "rejected",
                    NULL);
-        count_request("/webhook/telegram", 400);
-        reply_json(res, 400, "{\"error\":\"not a Telegram Update\"}");
+        answer(res, "/webhook/telegram", 400, "{\"error\":\"not a Telegram Update\"}");
         return;
     }
     if (r < 0) {
-        char q[300];
-        metric_inc("rivet_db_errors_total", "component", "http", NULL);
-        log_error("tg.inbox_error", "err=%s detail=%s", strerror(-r),
-                  log_quote(q, sizeof(q), db_errmsg(db)));
-        count_request("/webhook/telegram", 503);
-        reply_json(res, 503, "{\"error\":\"database unavailable; send it again\"}");
+        store_failed(res, "/webhook/telegram", "tg.inbox_error", r, db);
         return;
     }
     metric_inc("rivet_updates_received_total", "channel", "telegram", "outcome",
                dup ? "duplicate" : "stored", NULL);
-    count_request("/webhook/telegram", 200);
-    reply_json(res, 200, "{\"ok\":true}");
+    answer(res, "/webhook/telegram", 200, "{\"ok\":true}");
 }
 
 /* ---- health ---- */
