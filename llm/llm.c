@@ -1,5 +1,8 @@
-/* The vision-LLM client: an OpenAI-compatible chat completion with the photo
- * as a base64 data URL, read back as nameplate fields.
+/* The LLM client: an OpenAI-compatible chat completion, either with the
+ * photo as a base64 data URL, read back as nameplate fields
+ * (llm_read_nameplate), or a plain-text question read back as text
+ * (llm_chat). Both are one `struct request` run through the same provider
+ * chain (run_chain, ask).
  *
  * One CURL easy handle per struct llm, kept alive between calls and driven
  * through a multi handle so that the stop flag is seen within
@@ -8,10 +11,11 @@
  *
  * Which providers are skipped is process-wide state (all threads share it):
  * a provider that fails SKIP_AFTER times in a row (no answer, 429, 5xx, an
- * answer that is not the schema) is left out for SKIP_MS; a 429 or 503
- * with Retry-After is left out for that long at once (at most an hour). A
- * success forgets its failures. After the pause it is tried again, and one
- * more failure pauses it again. */
+ * answer that is not what was asked for), nameplate reads and chats
+ * counted together, is left out for SKIP_MS; a 429 or 503 with Retry-After
+ * is left out for that long at once (at most an hour). A success forgets
+ * its failures. After the pause it is tried again, and one more failure
+ * pauses it again. */
 #include "llm.h"
 
 #include "text.h"
@@ -36,6 +40,7 @@
 #define LLM_JSON_DEPTH 32    /* nesting allowed in the envelope */
 #define LLM_CONTENT_DEPTH 4  /* and in the content (unknown members may nest a little) */
 #define LLM_MAX_TOKENS 600
+#define LLM_CHAT_TEMPERATURE 0.2
 #define LLM_TIMEOUT_DEFAULT_S 30
 #define LLM_TIMEOUT_MAX_S 300
 #define LLM_CONNECT_TIMEOUT_MS 10000L
@@ -295,24 +300,26 @@ out:
     return r;
 }
 
-/* Usage tokens are filled in as soon as the envelope is read, so an answer
- * that is not the schema still counts what it cost; out is written only on
- * success. */
-int llm_parse_answer(const char *body, size_t len, struct nameplate *out, struct llm_usage *usage)
+/* The envelope of a chat.completion. usage gets the token counts, and
+ * truncated when the provider stopped at max_tokens, as soon as the
+ * envelope is read, so an answer that is not what was asked for still
+ * counts what it cost. flags go to json_loadb. On success *root_ret is the
+ * parsed body (the caller json_decrefs it) and *content_ret the first
+ * choice's message content, a string owned by *root_ret. */
+static int read_envelope(const char *body, size_t len, size_t flags, struct llm_usage *usage,
+                         json_t **root_ret, json_t **content_ret)
 {
-    struct nameplate np;
     json_error_t jerr;
-    json_t *root = NULL, *choices, *msg, *content, *u;
-    int r;
+    json_t *root, *choices, *choice, *msg, *content, *u, *finish;
 
     if (len > LLM_MAX_RESPONSE)
         return -E2BIG;
     if (!body || !text_json_depth_ok(body, len, LLM_JSON_DEPTH))
         return -EBADMSG;
-    root = json_loadb(body, len, 0, &jerr);
+    root = json_loadb(body, len, flags, &jerr);
     if (!json_is_object(root)) {
-        r = -EBADMSG;
-        goto out;
+        json_decref(root);
+        return -EBADMSG;
     }
     u = json_object_get(root, "usage");
     if (usage && json_is_object(u)) {
@@ -320,18 +327,208 @@ int llm_parse_answer(const char *body, size_t len, struct nameplate *out, struct
         usage->completion_tokens = clamp_tokens(json_object_get(u, "completion_tokens"));
     }
     choices = json_object_get(root, "choices");
-    msg = json_object_get(json_array_get(choices, 0), "message");
+    choice = json_array_get(choices, 0);
+    finish = json_object_get(choice, "finish_reason");
+    if (usage && json_is_string(finish) && strcmp(json_string_value(finish), "length") == 0)
+        usage->truncated = true;
+    msg = json_object_get(choice, "message");
     content = json_object_get(msg, "content");
     if (!json_is_array(choices) || !json_is_object(msg) || !json_is_string(content)) {
-        r = -EBADMSG;
-        goto out;
+        json_decref(root);
+        return -EBADMSG;
     }
+    *root_ret = root;
+    *content_ret = content;
+    return 0;
+}
+
+/* out is written only on success. */
+int llm_parse_answer(const char *body, size_t len, struct nameplate *out, struct llm_usage *usage)
+{
+    struct nameplate np;
+    json_t *root = NULL, *content;
+    int r;
+
+    r = read_envelope(body, len, 0, usage, &root, &content);
+    if (r < 0)
+        return r;
     memset(&np, 0, sizeof(np));
     r = parse_content(json_string_value(content), json_string_length(content), &np);
     if (r < 0)
         goto out;
     *out = np;
 out:
+    json_decref(root);
+    return r;
+}
+
+/* ---- the answer as text ---- */
+
+/* Bytes in the UTF-8 character that starts with lead byte c. */
+static size_t utf8_len(unsigned char c)
+{
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
+
+/* Cleans s (n bytes of valid UTF-8) into t (room for n bytes): control
+ * characters other than \n and \t dropped (C0 with \r, DEL, C1,
+ * bidirectional overrides and isolates, U+FEFF), U+2028 and U+2029 made
+ * \n, lines of only spaces and tabs emptied, more than two blank lines in
+ * a row cut to two, white space around the whole trimmed. Returns the
+ * length; never more than n. */
+static size_t clean_text(const char *s, size_t n, char *t)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t m = 0, w = 0, start = 0;
+    int blank = 0;
+
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        size_t k = utf8_len(c);
+
+        if (k > n - i)
+            break; /* cannot happen with valid UTF-8 */
+        if (c == '\n' || c == '\t') {
+            t[m++] = (char)c;
+            i++;
+            continue;
+        }
+        if (c < 0x20 || c == 0x7F || (c == 0xC2 && u[i + 1] <= 0x9F)) {
+            i += k; /* C0, DEL, C1 */
+            continue;
+        }
+        if (k == 3) {
+            uint32_t cp = (uint32_t)(c & 0x0F) << 12 | (uint32_t)(u[i + 1] & 0x3F) << 6 |
+                          (uint32_t)(u[i + 2] & 0x3F);
+
+            if (cp == 0x2028 || cp == 0x2029) {
+                t[m++] = '\n';
+                i += 3;
+                continue;
+            }
+            if ((cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xFEFF) {
+                i += 3;
+                continue;
+            }
+        }
+        memcpy(t + m, s + i, k);
+        m += k;
+        i += k;
+    }
+    /* line by line, in place: the output never overtakes the input */
+    for (size_t i = 0; i < m;) {
+        const char *nl = memchr(t + i, '\n', m - i);
+        size_t end = nl ? (size_t)(nl - t) : m, j = i;
+
+        while (j < end && (t[j] == ' ' || t[j] == '\t'))
+            j++;
+        if (j == end) {
+            if (++blank <= 2 && nl)
+                t[w++] = '\n';
+        } else {
+            blank = 0;
+            memmove(t + w, t + i, end - i);
+            w += end - i;
+            if (nl)
+                t[w++] = '\n';
+        }
+        i = end + 1;
+    }
+    while (w > 0 && is_space(t[w - 1]))
+        w--;
+    while (start < w && is_space(t[start]))
+        start++;
+    memmove(t, t + start, w - start);
+    return w - start;
+}
+
+/* Whether t[0..i) ends a line or a sentence: t[i] is a newline, or a space
+ * after . ! ? (not the "2." of a numbered list), or t[0..i) ends with an
+ * ideographic full stop or a full-width ! or ?. t[i] starts a character. */
+static bool line_or_sentence_end(const char *t, size_t i)
+{
+    char c = i > 0 ? t[i - 1] : '\0', b = i > 1 ? t[i - 2] : '\0';
+
+    if (t[i] == '\n')
+        return true;
+    if ((t[i] == ' ' || t[i] == '\t') &&
+        ((c == '.' && !isdigit((unsigned char)b)) || c == '!' || c == '?'))
+        return true;
+    return i >= 3 && (memcmp(t + i - 3, "\xE3\x80\x82", 3) == 0 || /* 。 */
+                      memcmp(t + i - 3, "\xEF\xBC\x81", 3) == 0 || /* ！ */
+                      memcmp(t + i - 3, "\xEF\xBC\x9F", 3) == 0);  /* ？ */
+}
+
+/* Copies t (n bytes of clean text) into out (size outn >= LLM_MIN_ANSWER),
+ * NUL-terminated. Text that does not fit is cut, within its last half, at
+ * the last line or sentence end, else the last space, else at a character
+ * boundary, and "…" is appended. Returns whether it was cut. */
+static bool fit_text(const char *t, size_t n, char *out, size_t outn)
+{
+    static const char ellipsis[] = "\xE2\x80\xA6"; /* … */
+    size_t cut, k, lo;
+
+    if (n < outn) {
+        memcpy(out, t, n);
+        out[n] = '\0';
+        return false;
+    }
+    cut = outn - sizeof(ellipsis); /* room for the ellipsis and the NUL */
+    while (cut > 0 && ((unsigned char)t[cut] & 0xC0) == 0x80)
+        cut--;
+    lo = cut / 2;
+    for (k = cut; k > lo; k--)
+        if (((unsigned char)t[k] & 0xC0) != 0x80 && line_or_sentence_end(t, k))
+            break;
+    if (k == lo) {
+        for (k = cut; k > lo; k--)
+            if (t[k] == ' ' || t[k] == '\t')
+                break;
+        if (k == lo)
+            k = cut;
+    }
+    while (k > 0 && is_space(t[k - 1]))
+        k--;
+    if (k == 0)
+        k = cut;
+    memcpy(out, t, k);
+    memcpy(out + k, ellipsis, sizeof(ellipsis)); /* with its NUL */
+    return true;
+}
+
+int llm_parse_text(const char *body, size_t len, char *out, size_t outn, struct llm_usage *usage)
+{
+    json_t *root = NULL, *content;
+    char *text = NULL;
+    size_t n;
+    int r;
+
+    if (!out || outn < LLM_MIN_ANSWER)
+        return -EINVAL;
+    /* a \u0000 in the text is a control character like any other: dropped */
+    r = read_envelope(body, len, JSON_ALLOW_NUL, usage, &root, &content);
+    if (r < 0)
+        return r;
+    n = json_string_length(content);
+    if (!utf8_valid(json_string_value(content), n)) {
+        r = -EBADMSG;
+        goto out;
+    }
+    text = malloc(n + 1);
+    if (!text) {
+        r = -ENOMEM;
+        goto out;
+    }
+    n = clean_text(json_string_value(content), n, text);
+    if (n == 0) {
+        r = -EBADMSG;
+        goto out;
+    }
+    if (fit_text(text, n, out, outn) && usage)
+        usage->truncated = true;
+    r = 0;
+out:
+    free(text);
     json_decref(root);
     return r;
 }
@@ -788,10 +985,26 @@ static char *prompt_text(void)
     return s;
 }
 
-/* The request body for provider p, the image already in base64. Returns a
- * malloc'ed string (the caller frees it) and its length, or NULL. */
-static char *request_body(const struct llm_provider *p, bool with_format, const char *mime,
-                          const char *b64, size_t b64_len, size_t *len)
+/* What a call asks every provider of the chain, and where the answer
+ * goes. Borrowed from the caller for the length of the call. */
+struct request {
+    enum { REQ_NAMEPLATE, REQ_CHAT } kind;
+    const char *bad_answer; /* err text for an answer that is not what was asked */
+    /* REQ_NAMEPLATE: the image already in base64; np is written on success */
+    const char *mime, *b64;
+    size_t b64_len;
+    struct nameplate *np;
+    /* REQ_CHAT: the prompt; answer is written on success */
+    const char *system, *user;
+    int max_tokens;
+    char *answer;
+    size_t answer_size;
+};
+
+/* The nameplate request body for provider p. Returns a malloc'ed string
+ * (the caller frees it) and its length, or NULL. */
+static char *nameplate_body(const struct llm_provider *p, bool with_format, const char *mime,
+                            const char *b64, size_t b64_len, size_t *len)
 {
     char prefix[64], *prompt = NULL, *dump = NULL, *body = NULL, *at, *needle = NULL;
     json_t *req = NULL;
@@ -836,6 +1049,51 @@ out:
     free(needle);
     json_decref(req);
     return body;
+}
+
+/* The chat request body for provider p: the system message (when there is
+ * one) and the user message as plain strings. Returns a malloc'ed string
+ * (the caller frees it) and its length, or NULL. */
+static char *chat_body(const struct llm_provider *p, const struct request *q, size_t *len)
+{
+    json_t *req = NULL, *msgs;
+    char *body = NULL;
+
+    req = json_pack("{s:s, s:f, s:i}", "model", p->model, "temperature", LLM_CHAT_TEMPERATURE,
+                    "max_tokens", q->max_tokens);
+    msgs = json_array();
+    if (!req || json_object_set_new(req, "messages", msgs) < 0)
+        goto out;
+    if (q->system && q->system[0] &&
+        json_array_append_new(msgs,
+                              json_pack("{s:s, s:s}", "role", "system", "content", q->system)) < 0)
+        goto out;
+    if (json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "user", "content", q->user)) <
+        0)
+        goto out;
+    /* 0.2, not 0.20000000000000001 */
+    body = json_dumps(req, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    if (body)
+        *len = strlen(body);
+out:
+    json_decref(req);
+    return body;
+}
+
+static char *request_body(const struct llm_provider *p, const struct request *q, bool with_format,
+                          size_t *len)
+{
+    if (q->kind == REQ_CHAT)
+        return chat_body(p, q, len);
+    return nameplate_body(p, with_format, q->mime, q->b64, q->b64_len, len);
+}
+
+/* Reads a 2xx answer into the request's result (written on success only). */
+static int parse_reply(const struct request *q, const char *body, size_t len, struct llm_usage *u)
+{
+    if (q->kind == REQ_CHAT)
+        return llm_parse_text(body, len, q->answer, q->answer_size, u);
+    return llm_parse_answer(body, len, q->np, u);
 }
 
 /* What one HTTP exchange gave. */
@@ -1018,8 +1276,9 @@ struct attempt {
     long retry_after; /* from a 429 */
 };
 
-static struct attempt ask(struct llm *l, int i, const char *mime, const char *b64, size_t b64_len,
-                          struct nameplate *np, struct llm_usage *usage, char *err, size_t errn)
+/* Asks provider i, once, or twice when it refuses response_format. */
+static struct attempt ask(struct llm *l, int i, const struct request *q, struct llm_usage *usage,
+                          char *err, size_t errn)
 {
     const struct llm_provider *p = &l->p[i];
     struct attempt a = {0};
@@ -1028,11 +1287,11 @@ static struct attempt ask(struct llm *l, int i, const char *mime, const char *b6
     size_t len = 0;
 
     for (int round = 0; round < 2; round++) {
-        bool with_format = !l->no_format[i];
+        bool with_format = q->kind == REQ_NAMEPLATE && !l->no_format[i];
         struct llm_usage u = {0};
 
         free(body);
-        body = request_body(p, with_format, mime, b64, b64_len, &len);
+        body = request_body(p, q, with_format, &len);
         if (!body) {
             a.r = -ENOMEM;
             err_add(err, errn, "%s: out of memory", p->name);
@@ -1062,16 +1321,20 @@ static struct attempt ask(struct llm *l, int i, const char *mime, const char *b6
             goto out;
         }
         if (x.status >= 200 && x.status < 300) {
-            a.r = llm_parse_answer(l->body, l->body_len, np, &u);
+            a.r = parse_reply(q, l->body, l->body_len, &u);
             usage->prompt_tokens += u.prompt_tokens;
             usage->completion_tokens += u.completion_tokens;
             usage->cost_usd += ((double)u.prompt_tokens * p->usd_per_mtok_in +
                                 (double)u.completion_tokens * p->usd_per_mtok_out) /
                                1e6;
-            if (a.r < 0) {
-                a.counts = true;
+            if (a.r == 0) {
+                usage->truncated = u.truncated;
+            } else {
+                a.counts = a.r != -ENOMEM;
                 err_add(err, errn, "%s: %s", p->name,
-                        a.r == -E2BIG ? "answer too large" : "answer is not the nameplate schema");
+                        a.r == -E2BIG    ? "answer too large"
+                        : a.r == -ENOMEM ? "out of memory"
+                                         : q->bad_answer);
             }
             goto out;
         }
@@ -1110,27 +1373,78 @@ static char *base64(const void *data, size_t len, size_t *out_len)
     return (char *)s;
 }
 
-/* Providers are asked in order until one reads the plate. Any failure moves
- * on to the next provider (a 4xx too: another provider may take the
- * request), except a cancel. usage sums the tokens and cost of every answer,
- * good or not; its provider and model are those of the last provider that
- * answered over HTTP. err gets one "name: what happened" per provider tried
- * or skipped, separated by "; ", and is emptied on success. */
+/* Starts a call: usage and err emptied. */
+static void call_begin(struct llm_usage *usage, char *err, size_t errn)
+{
+    memset(usage, 0, sizeof(*usage));
+    if (err && errn)
+        err[0] = '\0';
+}
+
+/* Providers are asked in order until one gives what was asked for. Any
+ * failure moves on to the next provider (a 4xx too: another provider may
+ * take the request), except a cancel or running out of memory. usage sums
+ * the tokens and cost of every answer, good or not; its provider and model
+ * are those of the last provider that answered over HTTP. err gets one
+ * "name: what happened" per provider tried or skipped, separated by "; ",
+ * and is emptied on success. Returns what the last provider tried gave, or
+ * -EAGAIN when every one was skipped. */
+static int run_chain(struct llm *l, const struct request *q, struct llm_usage *usage, char *err,
+                     size_t errn)
+{
+    int r = -EAGAIN; /* stays so when every provider is skipped */
+
+    for (int i = 0; i < l->n; i++) {
+        const struct llm_provider *p = &l->p[i];
+        int64_t left = skip_remaining(l->key[i], now_ms());
+        struct attempt a;
+
+        if (stopped(l)) {
+            r = -ECANCELED;
+            err_add(err, errn, "cancelled");
+            break;
+        }
+        if (left > 0) {
+            err_add(err, errn, "%s: skipped for %lld s more", p->name,
+                    (long long)((left + 999) / 1000));
+            continue;
+        }
+        usage->attempts++;
+        a = ask(l, i, q, usage, err, errn);
+        r = a.r;
+        if (a.answered) {
+            snprintf(usage->provider, sizeof(usage->provider), "%s", p->name);
+            snprintf(usage->model, sizeof(usage->model), "%s", p->model);
+        }
+        if (r == 0) {
+            skip_ok(l->key[i], now_ms());
+            if (err && errn)
+                err[0] = '\0';
+            break;
+        }
+        if (a.counts)
+            skip_failed(l->key[i], now_ms(), a.retry_after);
+        if (r == -ECANCELED || r == -ENOMEM)
+            break;
+    }
+    return r;
+}
+
 int llm_read_nameplate(struct llm *l, const void *image, size_t len, const char *mime,
                        struct nameplate *out, struct llm_usage *usage, char *err, size_t errn)
 {
     struct llm_usage dummy;
     struct nameplate np;
+    struct request q = {
+        .kind = REQ_NAMEPLATE, .bad_answer = "answer is not the nameplate schema", .np = &np};
     int64_t t0 = now_ms();
     char *b64 = NULL;
-    size_t b64_len = 0;
-    int r = -EAGAIN; /* stays so when every provider is skipped */
+    int r;
 
     if (!usage)
         usage = &dummy;
-    memset(usage, 0, sizeof(*usage));
-    if (err && errn)
-        err[0] = '\0';
+    call_begin(usage, err, errn);
+    memset(&np, 0, sizeof(np));
     if (!l || l->n == 0) {
         r = -ENOENT;
         err_set(err, errn, "no LLM provider is configured");
@@ -1152,49 +1466,74 @@ int llm_read_nameplate(struct llm *l, const void *image, size_t len, const char 
         err_set(err, errn, "cancelled");
         goto out;
     }
-    b64 = base64(image, len, &b64_len);
+    b64 = base64(image, len, &q.b64_len);
     if (!b64) {
         r = -ENOMEM;
         err_set(err, errn, "out of memory");
         goto out;
     }
-    for (int i = 0; i < l->n; i++) {
-        const struct llm_provider *p = &l->p[i];
-        int64_t left = skip_remaining(l->key[i], now_ms());
-        struct attempt a;
-
-        if (stopped(l)) {
-            r = -ECANCELED;
-            err_add(err, errn, "cancelled");
-            break;
-        }
-        if (left > 0) {
-            err_add(err, errn, "%s: skipped for %lld s more", p->name,
-                    (long long)((left + 999) / 1000));
-            continue;
-        }
-        usage->attempts++;
-        memset(&np, 0, sizeof(np));
-        a = ask(l, i, mime, b64, b64_len, &np, usage, err, errn);
-        r = a.r;
-        if (a.answered) {
-            snprintf(usage->provider, sizeof(usage->provider), "%s", p->name);
-            snprintf(usage->model, sizeof(usage->model), "%s", p->model);
-        }
-        if (r == 0) {
-            skip_ok(l->key[i], now_ms());
-            *out = np;
-            if (err && errn)
-                err[0] = '\0';
-            break;
-        }
-        if (a.counts)
-            skip_failed(l->key[i], now_ms(), a.retry_after);
-        if (r == -ECANCELED || r == -ENOMEM)
-            break;
-    }
+    q.b64 = b64;
+    q.mime = mime;
+    r = run_chain(l, &q, usage, err, errn);
+    if (r == 0)
+        *out = np;
 out:
     free(b64);
+    usage->ms = (long)(now_ms() - t0);
+    return r;
+}
+
+int llm_chat(struct llm *l, const char *system, const char *user, int max_tokens, char *answer,
+             size_t answer_size, struct llm_usage *usage, char *err, size_t errn)
+{
+    struct llm_usage dummy;
+    struct request q = {.kind = REQ_CHAT,
+                        .bad_answer = "answer has no text",
+                        .system = system,
+                        .user = user,
+                        .max_tokens = max_tokens,
+                        .answer = answer,
+                        .answer_size = answer_size};
+    int64_t t0 = now_ms();
+    size_t sys_len = system ? strlen(system) : 0, user_len = user ? strlen(user) : 0;
+    int r;
+
+    if (!usage)
+        usage = &dummy;
+    call_begin(usage, err, errn);
+    if (!l || l->n == 0) {
+        r = -ENOENT;
+        err_set(err, errn, "no LLM provider is configured");
+        goto out;
+    }
+    if (!answer || answer_size < LLM_MIN_ANSWER || max_tokens < 1 ||
+        max_tokens > LLM_MAX_CHAT_TOKENS) {
+        r = -EINVAL;
+        err_set(err, errn, "bad arguments");
+        goto out;
+    }
+    if (user_len == 0) {
+        r = -EINVAL;
+        err_set(err, errn, "no question");
+        goto out;
+    }
+    if (sys_len > LLM_MAX_PROMPT || user_len > LLM_MAX_PROMPT - sys_len) {
+        r = -E2BIG;
+        err_set(err, errn, "prompt too large for the LLM");
+        goto out;
+    }
+    if (!utf8_valid(user, user_len) || (system && !utf8_valid(system, sys_len))) {
+        r = -EINVAL;
+        err_set(err, errn, "prompt is not UTF-8 text");
+        goto out;
+    }
+    if (stopped(l)) {
+        r = -ECANCELED;
+        err_set(err, errn, "cancelled");
+        goto out;
+    }
+    r = run_chain(l, &q, usage, err, errn);
+out:
     usage->ms = (long)(now_ms() - t0);
     return r;
 }

@@ -2,7 +2,9 @@
 """A local fake of an OpenAI-compatible chat completions API for Rivet's tests.
 
 Rivet asks a vision LLM to read a nameplate photo with
-``POST {base}/chat/completions`` (the image as a base64 data URL). Tests point
+``POST {base}/chat/completions`` (the image as a base64 data URL), and asks
+plain-text questions the same way (a system and a user message, no image).
+Tests point
 the base URL (LLM_URL, LLM_<NAME>_URL) at this server, queue the answers and
 faults they want through its control API (``/control/...``), and read back
 what the client sent.
@@ -45,6 +47,7 @@ MAX_BODY = 32 * 1024 * 1024      # largest request body read
 MAX_CONTROL_BODY = 4 * 1024 * 1024
 REQUEST_LOG_MAX = 10000
 HOLD_MAX = 600.0                 # a "timeout" answer is held at most this long (s)
+LOG_TEXT_MAX = 4000              # system prompt and text parts are logged up to this (chars)
 WAIT_MAX = 120.0                 # /control/wait waits at most this long (s)
 DEFAULT_OVERSIZED = 1024 * 1024
 
@@ -188,7 +191,7 @@ class FakeLLM:
         self.requests = []
         self.seq = 0
         self.reject_response_format = False
-        self.require_image = True
+        self.require_image = False
         self.generation = getattr(self, "generation", 0) + 1   # ends held answers
         self.cond.notify_all()
 
@@ -347,7 +350,7 @@ def check_request(fake, req):
             "image_kind": None, "images": 0, "detail": None,
             "response_format": None, "temperature": req.get("temperature"),
             "max_tokens": req.get("max_tokens"), "prompt_chars": 0, "text": [],
-            "system": None}
+            "system": None, "roles": []}
     model = req.get("model")
     if model is None:
         raise ApiError(400, "you must provide a model parameter")
@@ -375,10 +378,14 @@ def check_request(fake, req):
             raise ApiError(400, "Invalid value: %r. Supported values are: %s." % (
                 role, ", ".join("'%s'" % r for r in ROLES)), param=where + ".role",
                 code="invalid_value")
+        info["roles"].append(role)
         content = m.get("content")
         if isinstance(content, str):
-            if role in ("system", "developer") and info["system"] is None:
-                info["system"] = content[:4000]
+            if role in ("system", "developer"):
+                if info["system"] is None:
+                    info["system"] = content[:LOG_TEXT_MAX]
+            else:
+                info["text"].append(content[:LOG_TEXT_MAX])
             words.append(content)
             info["prompt_chars"] += len(content)
             continue
@@ -398,7 +405,7 @@ def check_request(fake, req):
                                    param=pw + ".text", code="missing_required_parameter")
                 words.append(part["text"])
                 info["prompt_chars"] += len(part["text"])
-                info["text"].append(part["text"][:200])
+                info["text"].append(part["text"][:LOG_TEXT_MAX])
             elif kind == "image_url":
                 if role not in ("user",):
                     raise ApiError(400, "Invalid '%s': image content parts are only allowed "
@@ -446,8 +453,7 @@ def check_request(fake, req):
             raise ApiError(400, JSON_WORD, param="messages")
     if fake.require_image and info["images"] == 0:
         raise ApiError(400, "The fake needs one image_url part with a data URL "
-                       "(start it with require_image off to send text only).",
-                       param="messages")
+                       "(the option require_image is on).", param="messages")
     return info
 
 
@@ -697,7 +703,11 @@ class Handler(BaseHTTPRequestHandler):
                                   "volts": {"value": 460}, "serial": False})
         else:
             content = json.dumps(DEFAULT_FIELDS)
-        usage = {"prompt_tokens": 1105 + rec["image_bytes"] // 750,
+        if rec["images"]:
+            prompt_tokens = 1105 + rec["image_bytes"] // 750
+        else:
+            prompt_tokens = max(1, rec.get("prompt_chars", 0) // 4)
+        usage = {"prompt_tokens": prompt_tokens,
                  "completion_tokens": max(1, len(content) // 4)}
         usage.update(a.get("usage", {}))
         finish = a.get("finish_reason", "stop")

@@ -298,15 +298,48 @@ def t_bad_params(f):
                  want_param="response_format")
 
 
-def t_require_image(f):
+def chat_request(system="You help maintenance technicians.", user="The pump trips. Why?",
+                 **extra):
+    """A text-only request as llm_chat sends it: string contents, no image."""
+    req = {"model": "fake-chat", "temperature": 0.2, "max_tokens": 400,
+           "messages": [{"role": "system", "content": system},
+                        {"role": "user", "content": user}]}
+    req.update(extra)
+    return req
+
+
+def t_text_only(f):
+    expect_eq(f.ok("options")["require_image"], False, "require_image off by default")
+    user = "Der Motor l\u00e4uft hei\u00df.\nWhat do I check first? \"quotes\" \u2014 " + "x" * 300
+    f.ok("answers", {"answers": [{"content": "Check the fan cover.\n\nThen the load."}]})
+    status, _, obj, _ = f.chat(chat_request(user=user))
+    expect_eq(status, 200, "a text-only request is answered")
+    expect_eq(content_of(obj), "Check the fan cover.\n\nThen the load.", "queued content")
+    expect_eq(obj["choices"][0]["finish_reason"], "stop", "finish_reason")
+    sys_len = len("You help maintenance technicians.")
+    expect_eq(obj["usage"]["prompt_tokens"], (sys_len + len(user)) // 4, "text prompt tokens")
+    rq = f.requests()["requests"][-1]
+    expect_eq(rq["system"], "You help maintenance technicians.", "system logged")
+    expect_eq(rq["text"], [user], "user text logged whole")
+    expect_eq(rq["roles"], ["system", "user"], "roles")
+    expect_eq(rq["max_tokens"], 400, "max_tokens")
+    expect_eq(rq["temperature"], 0.2, "temperature")
+    expect_eq(rq["images"], 0, "no image")
+    expect_eq(rq["image_bytes"], 0, "no image bytes")
+    expect(rq["response_format"] is None, "no response_format")
+    expect_eq(rq["answer"], "content", "answer kind")
+    # text parts without an image are fine too
     req = request()
     req["messages"][1]["content"] = [{"type": "text", "text": "no picture"}]
-    status, _, obj, _ = f.chat(req)
-    expect_error(status, obj, 400)
+    expect_eq(f.chat(req)[0], 200, "text parts only")
+    # the option still refuses them
+    out = f.ok("options", {"require_image": True})
+    expect_eq(out["require_image"], True, "option on")
+    expect_error(*f.chat(req)[:3:2], 400, want_param="messages", contains="require_image")
+    expect_error(*f.chat(chat_request())[:3:2], 400, want_param="messages")
+    expect_eq(f.chat(request())[0], 200, "an image is still fine")
     f.ok("options", {"require_image": False})
-    status, _, _, _ = f.chat(req)
-    expect_eq(status, 200, "text only allowed")
-    expect_eq(f.requests()["requests"][-1]["image_bytes"], 0, "no image bytes")
+    expect_eq(f.chat(chat_request())[0], 200, "off again")
 
 
 def t_bad_requests_keep_queue(f):
@@ -333,6 +366,8 @@ def t_png_and_log(f):
     expect_eq(rq["max_tokens"], 600, "max_tokens")
     expect_eq(rq["system"], PROMPT, "system prompt")
     expect_eq(rq["text"], ["Read this equipment nameplate."], "user text")
+    expect_eq(rq["roles"], ["system", "user"], "roles")
+    expect_eq(rq["images"], 1, "one image")
     expect_eq(rq["path"], "/v1/chat/completions", "path")
     expect_eq(rq["status"], 200, "logged status")
     expect_eq(rq["answer"], "fields", "answer kind")
@@ -532,7 +567,7 @@ def t_wait(f):
 def t_reset(f):
     f.ok("answers", {"answers": [{"fault": "500"}]})
     f.ok("default", {"answer": {"fault": "503"}})
-    f.ok("options", {"reject_response_format": True, "require_image": False, "key": "sk-2"})
+    f.ok("options", {"reject_response_format": True, "require_image": True, "key": "sk-2"})
     f.chat(request(fmt=False), key="sk-2")
     f.ok("answers", {"answers": [{"fault": "timeout"}]})
     held = {}
@@ -552,7 +587,7 @@ def t_reset(f):
     expect_eq(f.requests()["count"], 0, "requests cleared")
     expect_eq(f.ok("answers")["queued"], 0, "queue cleared")
     expect_eq(f.ok("options"), {"key_required": True, "reject_response_format": False,
-                                "require_image": True}, "options back")
+                                "require_image": False}, "options back")
     status, _, obj, _ = f.chat(request())
     expect_eq(status, 200, "default answer back")
     expect_eq(json.loads(content_of(obj))["model"], "EM3615T", "default fields")
@@ -635,7 +670,7 @@ def t_sigterm_while_holding(f):
 CASES = [
     t_start_health, t_default_answer_shape, t_auth_missing, t_auth_wrong_not_echoed,
     t_auth_option_off, t_bad_json, t_missing_model, t_bad_messages, t_bad_image_url,
-    t_json_word, t_bad_params, t_require_image, t_bad_requests_keep_queue, t_png_and_log,
+    t_json_word, t_bad_params, t_text_only, t_bad_requests_keep_queue, t_png_and_log,
     t_queue_content_and_fields, t_queue_usage_finish_times, t_queue_model_filter,
     t_default_and_replace, t_slow, t_timeout, t_429, t_500_503_error, t_broken_json,
     t_oversized, t_not_schema_wrong_types_empty, t_drop, t_reject_response_format,

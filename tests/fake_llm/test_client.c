@@ -1,6 +1,7 @@
 /* Rivet's LLM client (llm/llm.c) against the fake OpenAI-compatible server
  * (fake_llm.py here): the request it sends, the answers and faults it gets
- * back, the provider chain and its skipping, timeouts and cancelling.
+ * back, the provider chain and its skipping, timeouts and cancelling, for
+ * nameplate reads (llm_read_nameplate) and text questions (llm_chat).
  *
  * The group setup starts the fake on a free port of 127.0.0.1 (FAKE_LLM,
  * run with PYTHON3) and waits for its port file; each test resets the fake
@@ -788,6 +789,276 @@ static void test_no_provider(void **state)
     llm_free(l);
 }
 
+/* ---- llm_chat ---- */
+
+#define CHAT_SYSTEM                                                                                \
+    "You help maintenance technicians troubleshoot industrial equipment. Answer briefly, in "      \
+    "plain text, in the language of the question."
+/* UTF-8, quotes, a backslash, a tab and newlines: all must arrive as sent */
+#define CHAT_USER                                                                                  \
+    "Der Motor (M3BP 160, 400 V) l\xc3\xa4uft hei\xc3\x9f und l\xc3\xb6st nach 10 min aus.\n"      \
+    "Display: \"F0011\" \\ overload?\tWhat do I check first? \xf0\x9f\x94\xa7"
+
+struct chat {
+    int r;
+    char answer[512];
+    struct llm_usage u;
+    char err[200];
+    long wall_ms;
+};
+
+static struct chat ask_chat(struct llm *l, const char *system, const char *user, size_t answer_size)
+{
+    struct chat c;
+    long t0 = now_ms();
+
+    memset(&c, 0, sizeof(c));
+    assert_true(answer_size <= sizeof(c.answer));
+    c.r = llm_chat(l, system, user, 300, c.answer, answer_size, &c.u, c.err, sizeof(c.err));
+    c.wall_ms = now_ms() - t0;
+    /* whatever happened, err names no secret, no URL and no prompt text */
+    assert_null(strstr(c.err, KEY));
+    assert_null(strstr(c.err, "SECRET"));
+    assert_null(strstr(c.err, "sk-"));
+    assert_null(strstr(c.err, "127.0.0.1"));
+    assert_null(strstr(c.err, "http"));
+    assert_null(strstr(c.err, "Motor"));
+    assert_null(strstr(c.err, "technicians"));
+    return c;
+}
+
+/* The last request the fake logged (borrowed from *root, which the caller
+ * json_decrefs). */
+static json_t *last_request(json_t **root)
+{
+    json_t *list;
+
+    *root = requests();
+    list = json_object_get(*root, "requests");
+    assert_true(json_array_size(list) > 0);
+    return json_array_get(list, json_array_size(list) - 1);
+}
+
+static void test_chat_success(void **state)
+{
+    struct llm_provider p = provider("a", "/a/v1", KEY, 5000);
+    struct llm *l = NULL;
+    struct chat c;
+    json_t *root, *rq, *text, *roles;
+
+    p.usd_per_mtok_in = 2.5;
+    p.usd_per_mtok_out = 10;
+    assert_int_equal(llm_new(&p, 1, NULL, &l), 0);
+    answers(
+        "[{\"content\": \"\\n  Check the overload setting against the nameplate FLA.\\n\\n\\n\\n"
+        "Then measure the current on each phase.\\u0007  \", "
+        "\"usage\": {\"prompt_tokens\": 120, \"completion_tokens\": 30}}]");
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    assert_int_equal(c.r, 0);
+    assert_string_equal(c.answer, "Check the overload setting against the nameplate FLA.\n\n\n"
+                                  "Then measure the current on each phase.");
+    assert_string_equal(c.err, "");
+    assert_string_equal(c.u.provider, "a");
+    assert_string_equal(c.u.model, "vision-a");
+    assert_int_equal(c.u.attempts, 1);
+    assert_int_equal(c.u.prompt_tokens, 120);
+    assert_int_equal(c.u.completion_tokens, 30);
+    assert_float_equal(c.u.cost_usd, (120 * 2.5 + 30 * 10.0) / 1e6, 1e-12);
+    assert_false(c.u.truncated);
+    assert_true(c.u.ms >= 0 && c.u.ms <= c.wall_ms + 1);
+
+    /* what the fake received: the prompt as sent, no image, no response_format */
+    rq = last_request(&root);
+    assert_int_equal(json_integer_value(json_object_get(root, "count")), 1);
+    assert_string_equal(json_string_value(json_object_get(rq, "path")), "/a/v1/chat/completions");
+    assert_string_equal(json_string_value(json_object_get(rq, "model")), "vision-a");
+    assert_string_equal(json_string_value(json_object_get(rq, "auth")), "ok");
+    assert_int_equal(json_integer_value(json_object_get(rq, "status")), 200);
+    assert_string_equal(json_string_value(json_object_get(rq, "system")), CHAT_SYSTEM);
+    text = json_object_get(rq, "text");
+    assert_int_equal(json_array_size(text), 1);
+    assert_string_equal(json_string_value(json_array_get(text, 0)), CHAT_USER);
+    roles = json_object_get(rq, "roles");
+    assert_int_equal(json_array_size(roles), 2);
+    assert_string_equal(json_string_value(json_array_get(roles, 0)), "system");
+    assert_string_equal(json_string_value(json_array_get(roles, 1)), "user");
+    assert_int_equal(json_integer_value(json_object_get(rq, "max_tokens")), 300);
+    assert_true(json_is_real(json_object_get(rq, "temperature")));
+    assert_float_equal(json_real_value(json_object_get(rq, "temperature")), 0.2, 1e-9);
+    assert_true(json_is_null(json_object_get(rq, "response_format")));
+    assert_int_equal(json_integer_value(json_object_get(rq, "images")), 0);
+    assert_string_equal(json_string_value(json_object_get(rq, "content_type")), "application/json");
+    json_decref(root);
+
+    /* without a system prompt only the user message goes */
+    answers("[{\"content\": \"Yes.\"}]");
+    c = ask_chat(l, NULL, "Is a 10 % voltage drop normal?", sizeof(c.answer));
+    assert_int_equal(c.r, 0);
+    assert_string_equal(c.answer, "Yes.");
+    rq = last_request(&root);
+    assert_true(json_is_null(json_object_get(rq, "system")));
+    assert_int_equal(json_array_size(json_object_get(rq, "roles")), 1);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(rq, "text"), 0)),
+                        "Is a 10 % voltage drop normal?");
+    json_decref(root);
+    llm_free(l);
+}
+
+static void test_chat_truncated(void **state)
+{
+    struct llm *l = client1(KEY, 5000);
+    struct chat c;
+
+    /* cut by the client to fit the buffer, at a sentence end */
+    answers("[{\"content\": \"Check the fuse first. Then reset the drive and watch the current "
+            "for ten minutes.\"}, "
+            "{\"content\": \"Check the fuse. Then\", \"finish_reason\": \"length\"}]");
+    c = ask_chat(l, CHAT_SYSTEM, "Drive trips?", 40);
+    assert_int_equal(c.r, 0);
+    assert_string_equal(c.answer, "Check the fuse first.\xe2\x80\xa6");
+    assert_true(c.u.truncated);
+    /* cut by the provider at max_tokens */
+    c = ask_chat(l, CHAT_SYSTEM, "Drive trips?", sizeof(c.answer));
+    assert_int_equal(c.r, 0);
+    assert_string_equal(c.answer, "Check the fuse. Then");
+    assert_true(c.u.truncated);
+    llm_free(l);
+}
+
+static void test_chat_429_then_next_provider(void **state)
+{
+    struct llm *l = client2();
+    struct chat c;
+    struct call n;
+
+    answers("[{\"fault\": \"429\", \"retry_after\": 30, \"model\": \"vision-a\"}, "
+            "{\"content\": \"Answer from b.\"}]");
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    assert_int_equal(c.r, 0);
+    assert_string_equal(c.answer, "Answer from b.");
+    assert_string_equal(c.u.provider, "b");
+    assert_string_equal(c.u.model, "vision-b");
+    assert_int_equal(c.u.attempts, 2);
+    assert_string_equal(c.err, "");
+    assert_int_equal(request_count(), 2);
+    assert_last("path", "/b/v1/chat/completions");
+
+    /* the skip is shared: a nameplate read goes straight to b too */
+    n = read_plate(l);
+    assert_int_equal(n.r, 0);
+    assert_int_equal(n.u.attempts, 1);
+    assert_string_equal(n.u.provider, "b");
+    assert_int_equal(request_count(), 3);
+    llm_free(l);
+}
+
+static void test_chat_timeout(void **state)
+{
+    struct llm *l = client1(KEY, 300);
+    struct chat c;
+
+    answers("[{\"fault\": \"timeout\"}]");
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    assert_int_equal(c.r, -ETIMEDOUT);
+    assert_true(c.wall_ms >= 250);
+    assert_true(c.wall_ms < 3000);
+    assert_non_null(strstr(c.err, "a: timed out"));
+    assert_string_equal(c.u.provider, "");
+    assert_int_equal(c.u.attempts, 1);
+    assert_string_equal(c.answer, ""); /* untouched */
+    /* the same client goes on working */
+    answers("[{\"content\": \"Fine now.\"}]");
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    assert_int_equal(c.r, 0);
+    assert_string_equal(c.answer, "Fine now.");
+    llm_free(l);
+}
+
+static void test_chat_bad_answers(void **state)
+{
+    static const struct {
+        const char *answer;
+        int r;
+        const char *err;
+    } cases[] = {
+        {"{\"fault\": \"500\"}", -EIO, "a: HTTP 500"},
+        {"{\"fault\": \"503\"}", -EIO, "a: HTTP 503"},
+        {"{\"fault\": \"broken_json\"}", -EBADMSG, "a: answer has no text"},
+        {"{\"fault\": \"empty_choices\"}", -EBADMSG, "a: answer has no text"},
+        {"{\"content\": \" \\n\\t \"}", -EBADMSG, "a: answer has no text"},
+        {"{\"fault\": \"oversized\"}", -E2BIG, "a: answer over"},
+        {"{\"fault\": \"drop\"}", -EIO, "a: connection failed"},
+    };
+    struct llm *l = client1(KEY, 5000);
+    struct chat c;
+    char list[128];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        llm_reset_skips();
+        snprintf(list, sizeof(list), "[%s]", cases[i].answer);
+        answers(list);
+        c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+        if (c.r != cases[i].r || !strstr(c.err, cases[i].err))
+            fail_msg("%s: got %d \"%s\", want %d \"%s\"", cases[i].answer, c.r, c.err, cases[i].r,
+                     cases[i].err);
+        assert_string_equal(c.answer, "");
+    }
+    /* three failures in a row: skipped, for nameplates too */
+    llm_reset_skips();
+    answers("[{\"fault\": \"500\", \"times\": 3}]");
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer)).r, -EIO);
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    assert_int_equal(c.r, -EAGAIN);
+    assert_non_null(strstr(c.err, "a: skipped for "));
+    assert_int_equal(read_plate(l).r, -EAGAIN);
+    llm_free(l);
+}
+
+static void test_chat_wrong_key(void **state)
+{
+    struct llm *l = client1("sk-wrong-SECRET-77", 5000);
+    struct chat c;
+
+    for (int i = 0; i < 4; i++) {
+        c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+        assert_int_equal(c.r, -EIO);
+        assert_non_null(strstr(c.err, "a: HTTP 401 invalid_api_key"));
+    }
+    /* a 4xx is the request's fault, not the provider's: never skipped */
+    assert_int_equal(request_count(), 4);
+    assert_last("auth", "wrong");
+    llm_free(l);
+}
+
+static void test_chat_cancel(void **state)
+{
+    struct llm_provider p = provider("a", "/a/v1", KEY, 20000);
+    volatile int stop = 0;
+    struct canceller cn = {&stop, 0};
+    struct llm *l = NULL;
+    struct chat c;
+    pthread_t th;
+    long done_ms;
+
+    assert_int_equal(llm_new(&p, 1, &stop, &l), 0);
+    answers("[{\"fault\": \"timeout\"}]");
+    assert_int_equal(pthread_create(&th, NULL, cancel_when_asked, &cn), 0);
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    done_ms = now_ms();
+    pthread_join(th, NULL);
+    assert_int_equal(c.r, -ECANCELED);
+    assert_non_null(strstr(c.err, "cancelled"));
+    assert_true(cn.set_ms > 0);
+    if (done_ms - cn.set_ms > 2000)
+        fail_msg("cancelled %ld ms after the flag was set", done_ms - cn.set_ms);
+    /* set before the call: nothing is sent */
+    c = ask_chat(l, CHAT_SYSTEM, CHAT_USER, sizeof(c.answer));
+    assert_int_equal(c.r, -ECANCELED);
+    assert_int_equal(request_count(), 1);
+    llm_free(l);
+}
+
 /* Last: the fake itself saw nothing it could not handle. */
 static void test_fake_had_no_errors(void **state)
 {
@@ -819,6 +1090,13 @@ int main(void)
         cmocka_unit_test_setup(test_response_format_refused, reset),
         cmocka_unit_test_setup(test_keep_alive, reset),
         cmocka_unit_test_setup(test_no_provider, reset),
+        cmocka_unit_test_setup(test_chat_success, reset),
+        cmocka_unit_test_setup(test_chat_truncated, reset),
+        cmocka_unit_test_setup(test_chat_429_then_next_provider, reset),
+        cmocka_unit_test_setup(test_chat_timeout, reset),
+        cmocka_unit_test_setup(test_chat_bad_answers, reset),
+        cmocka_unit_test_setup(test_chat_wrong_key, reset),
+        cmocka_unit_test_setup(test_chat_cancel, reset),
         cmocka_unit_test(test_fake_had_no_errors),
     };
     int r;

@@ -1,5 +1,6 @@
 /* The LLM client's pure parts: llm_parse_answer (a provider's
- * chat.completion answer -> nameplate fields) and llm_config_load (the
+ * chat.completion answer -> nameplate fields), llm_parse_text (the same
+ * envelope -> cleaned, cut text) and llm_config_load (the
  * environment -> providers), with a table standing in for getenv. The
  * client against a server is tested in tests/fake_llm. */
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "llm.h"
+#include "text.h"
 
 /* ---- llm_parse_answer ---- */
 
@@ -400,6 +402,308 @@ static void test_parse_not_terminated(void **state)
     free(copy);
 }
 
+/* ---- llm_parse_text ---- */
+
+/* llm_parse_text on a completion with the given content literal, into out
+ * (size outn, filled with 'Z' first). */
+static int parse_text(const char *content_literal, char *out, size_t outn, struct llm_usage *u)
+{
+    char *body = completion(content_literal);
+    int r;
+
+    memset(out, 'Z', outn);
+    memset(u, 0, sizeof(*u));
+    r = llm_parse_text(body, strlen(body), out, outn, u);
+    free(body);
+    return r;
+}
+
+/* The content literal parses to want, whole (not truncated). */
+static void expect_text(const char *content_literal, const char *want)
+{
+    struct llm_usage u;
+    char out[512];
+    int r = parse_text(content_literal, out, sizeof(out), &u);
+
+    if (r != 0)
+        fail_msg("content %s: got %d, want 0", content_literal, r);
+    if (strcmp(out, want) != 0)
+        fail_msg("content %s: got \"%s\", want \"%s\"", content_literal, out, want);
+    assert_false(u.truncated);
+}
+
+/* The content literal, into a buffer of outn bytes, is cut to want. */
+static void expect_cut(const char *content_literal, size_t outn, const char *want)
+{
+    struct llm_usage u;
+    char out[512];
+    int r;
+
+    assert_true(outn <= sizeof(out));
+    r = parse_text(content_literal, out, outn, &u);
+    if (r != 0)
+        fail_msg("content %s: got %d, want 0", content_literal, r);
+    if (strcmp(out, want) != 0)
+        fail_msg("content %s in %zu: got \"%s\", want \"%s\"", content_literal, outn, out, want);
+    assert_true(strlen(out) < outn);
+    assert_true(utf8_valid(out, strlen(out)));
+    assert_true(u.truncated);
+}
+
+static void expect_bad_text(const char *content_literal)
+{
+    struct llm_usage u;
+    char out[64];
+    int r = parse_text(content_literal, out, sizeof(out), &u);
+
+    if (r != -EBADMSG)
+        fail_msg("content %s: got %d, want -EBADMSG", content_literal, r);
+    assert_int_equal(out[0], 'Z'); /* out untouched */
+}
+
+static void test_text_good(void **state)
+{
+    struct llm_usage u;
+    char out[256];
+
+    assert_int_equal(parse_text("\"Check the overload relay setting first.\\n\\n"
+                                "1. Measure the current on each phase.\\n"
+                                "2. Compare with the nameplate FLA (15.6 A).\"",
+                                out, sizeof(out), &u),
+                     0);
+    assert_string_equal(out, "Check the overload relay setting first.\n\n"
+                             "1. Measure the current on each phase.\n"
+                             "2. Compare with the nameplate FLA (15.6 A).");
+    assert_int_equal(u.prompt_tokens, 1234);
+    assert_int_equal(u.completion_tokens, 56);
+    assert_false(u.truncated);
+    /* UTF-8 and tabs are kept, white space around the whole is trimmed */
+    expect_text("\"  \\n\\t Der L\\u00fcfter l\\u00e4uft \\u2014 \\u5de5\\u696d "
+                "\\ud83d\\udd27\\tok \\n\\n\"",
+                "Der L\xc3\xbc"
+                "fter l\xc3\xa4uft \xe2\x80\x94 \xe5\xb7\xa5\xe6\xa5\xad "
+                "\xf0\x9f\x94\xa7\tok");
+    /* fences and markup are the caller's business: kept as they are */
+    expect_text("\"Run:\\n```\\nmegger 500V L1-PE\\n```\\n**Above 1 M\\u03a9** is fine.\"",
+                "Run:\n```\nmegger 500V L1-PE\n```\n**Above 1 M\xce\xa9** is fine.");
+    /* usage may be NULL; exactly filling the buffer is not a cut */
+    {
+        const char *body = "{\"choices\":[{\"message\":{\"content\":\"abcdefg\"}}]}";
+        char small[LLM_MIN_ANSWER];
+
+        assert_int_equal(llm_parse_text(body, strlen(body), small, sizeof(small), NULL), 0);
+        assert_string_equal(small, "abcdefg");
+    }
+}
+
+static void test_text_cut(void **state)
+{
+    /* at the last sentence end that fits */
+    expect_cut("\"Check the fuse first. Then reset the drive and watch the current.\"", 40,
+               "Check the fuse first.\xe2\x80\xa6");
+    /* at the last line end */
+    expect_cut("\"Step 1: isolate\\nStep 2: measure the winding resistance\"", 30,
+               "Step 1: isolate\xe2\x80\xa6");
+    /* a fenced answer too: at a line end inside the fence */
+    expect_cut("\"```\\nline one\\nline two\\nline three\\n```\"", 30,
+               "```\nline one\nline two\xe2\x80\xa6");
+    /* no sentence or line end in the last half: at a space */
+    expect_cut("\"Measure insulation resistance between windings\"", 30,
+               "Measure insulation\xe2\x80\xa6");
+    /* no space either: at a character boundary, never inside one */
+    expect_cut("\"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"", 12,
+               "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xe2\x80\xa6");
+    expect_cut("\"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"", 13,
+               "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xe2\x80\xa6");
+    /* an ideographic full stop ends a sentence */
+    expect_cut("\"\\u68c0\\u67e5\\u4fdd\\u9669\\u4e1d\\u3002\\u7136\\u540e\\u91cd\\u7f6e\\u9a71"
+               "\\u52a8\\u5668\\u3002\"",
+               30,
+               "\xe6\xa3\x80\xe6\x9f\xa5\xe4\xbf\x9d\xe9\x99\xa9\xe4\xb8\x9d\xe3\x80\x82"
+               "\xe2\x80\xa6");
+    /* the smallest buffer */
+    expect_cut("\"Replace the bearing.\"", LLM_MIN_ANSWER, "Repl\xe2\x80\xa6");
+}
+
+static void test_text_long(void **state)
+{
+    enum { OUTN = 4096 };
+    static char lit[64 * 1024], out[OUTN];
+    struct llm_usage u;
+    char *p = lit;
+    size_t n;
+
+    /* a long answer of numbered lines, a few multi-byte characters each */
+    *p++ = '"';
+    for (int i = 1; i <= 400; i++)
+        p += sprintf(p, "%d. Pr\\u00fcfe Kontakt %d, dann weiter.\\n", i, i);
+    strcpy(p, "\"");
+    assert_int_equal(parse_text(lit, out, sizeof(out), &u), 0);
+    assert_true(u.truncated);
+    n = strlen(out);
+    assert_true(n < OUTN && n > OUTN / 2);
+    assert_true(utf8_valid(out, n));
+    /* cut after a whole line, the ellipsis at the end */
+    assert_string_equal(out + n - 3, "\xe2\x80\xa6");
+    assert_memory_equal(out + n - 3 - strlen("dann weiter."), "dann weiter.", 12);
+}
+
+static void test_text_empty(void **state)
+{
+    expect_bad_text("\"\"");
+    expect_bad_text("\"   \"");
+    expect_bad_text("\" \\n\\n\\t \\r\\n \"");
+    expect_bad_text("\"\\u0007\\u001b\\u202e\\ufeff\\r\\u0000\""); /* only dropped ones */
+}
+
+static void test_text_envelope(void **state)
+{
+    static const char *const bad[] = {
+        "",
+        "null",
+        "[]",
+        "{}",
+        "{\"choices\": []}",
+        "{\"choices\": {}}",
+        "{\"choices\": [{}]}",
+        "{\"choices\": [{\"message\": {}}]}",
+        "{\"choices\": [{\"message\": \"hi\"}]}",
+        "{\"choices\": [{\"message\": {\"content\": null, \"refusal\": \"I can't\"}}]}",
+        "{\"choices\": [{\"message\": {\"content\": 42}}]}",
+        "{\"choices\": [{\"message\": {\"content\": true}}]}",
+        "{\"choices\": [{\"message\": {\"content\": {\"text\": \"hi\"}}}]}",
+        "{\"choices\": [{\"message\": {\"content\": [{\"type\": \"text\", \"text\": \"hi\"}]}}]}",
+        "{\"error\": {\"message\": \"bad\", \"type\": \"server_error\"}}",
+        "{\"choices\": [{\"message\": {\"content\": \"hi\"}}]",
+        "{\"choices\": [{\"message\": {\"content\": \"hi\"}}]} trailing",
+        "{\"object\": \"chat.completion\", \"usage\": {\"prompt_tokens\": 5}}",
+    };
+    const char *ok = "{\"choices\":[{\"message\":{\"content\":\"hi\"}}]}";
+    struct llm_usage u;
+    char out[64];
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        int r;
+
+        memset(out, 'Z', sizeof(out));
+        r = llm_parse_text(bad[i], strlen(bad[i]), out, sizeof(out), &u);
+        if (r != -EBADMSG)
+            fail_msg("envelope %s: got %d", bad[i], r);
+        assert_int_equal(out[0], 'Z');
+    }
+    assert_int_equal(llm_parse_text(NULL, 0, out, sizeof(out), &u), -EBADMSG);
+    /* the buffer must hold a few bytes and the ellipsis */
+    assert_int_equal(llm_parse_text(ok, strlen(ok), NULL, 64, &u), -EINVAL);
+    assert_int_equal(llm_parse_text(ok, strlen(ok), out, LLM_MIN_ANSWER - 1, &u), -EINVAL);
+    assert_int_equal(llm_parse_text(ok, strlen(ok), out, 0, &u), -EINVAL);
+    assert_int_equal(llm_parse_text(ok, strlen(ok), out, sizeof(out), &u), 0);
+    assert_string_equal(out, "hi");
+}
+
+static void test_text_invalid_utf8(void **state)
+{
+    static const char *const bad[] = {
+        "\xff", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xc3",
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *lit;
+
+        assert_true(asprintf(&lit, "\"ok %s ok\"", bad[i]) > 0);
+        expect_bad_text(lit);
+        free(lit);
+    }
+    expect_bad_text("\"lone \\ud800 surrogate\"");
+}
+
+static void test_text_control(void **state)
+{
+    /* C0 (NUL, BEL, ESC, CR), DEL, C1, bidi overrides and isolates, BOM: dropped */
+    expect_text("\"a\\u0000b\\u0007c\\u001b[31md\\r\\ne\\u007ff\\u0085g\\u009fh\"",
+                "abc[31md\nefgh");
+    expect_text("\"serial 12\\u202e34\\u2066x\\u2069 \\ufeffok\"", "serial 1234x ok");
+    /* tabs and newlines stay; line and paragraph separators become newlines */
+    expect_text("\"a\\tb\\nc\\u2028d\\u2029e\"", "a\tb\nc\nd\ne");
+    /* a zero-width joiner is not a control character */
+    expect_text("\"\\ud83d\\udc69\\u200d\\ud83d\\udd27\"",
+                "\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x94\xa7");
+}
+
+static void test_text_blank_lines(void **state)
+{
+    /* two blank lines in a row are kept, more become two */
+    expect_text("\"a\\n\\nb\"", "a\n\nb");
+    expect_text("\"a\\n\\n\\nb\"", "a\n\n\nb");
+    expect_text("\"a\\n\\n\\n\\n\\n\\n\\nb\"", "a\n\n\nb");
+    /* lines of only spaces and tabs are blank */
+    expect_text("\"a\\n \\n\\t\\n  \\t \\n\\nb\\n   \\nc\"", "a\n\n\nb\n\nc");
+    /* \r\n line ends count the same */
+    expect_text("\"a\\r\\n\\r\\n\\r\\n\\r\\n\\r\\nb\"", "a\n\n\nb");
+    /* indentation inside a line is kept */
+    expect_text("\"x:\\n    indented\\n\\tdone\"", "x:\n    indented\n\tdone");
+}
+
+static void test_text_oversize(void **state)
+{
+    size_t n = LLM_MAX_RESPONSE + 1;
+    char *big = malloc(n), out[64];
+    struct llm_usage u;
+
+    assert_non_null(big);
+    memset(big, ' ', n);
+    assert_int_equal(llm_parse_text(big, n, out, sizeof(out), &u), -E2BIG);
+    assert_int_equal(llm_parse_text(big, n - 1, out, sizeof(out), &u), -EBADMSG);
+    free(big);
+}
+
+static void test_text_finish_length(void **state)
+{
+    const char *body = "{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
+                       "\"content\":\"Check the fuse. Then\"},\"finish_reason\":\"length\"}],"
+                       "\"usage\":{\"prompt_tokens\":90,\"completion_tokens\":5}}";
+    const char *empty = "{\"choices\":[{\"message\":{\"content\":\"\"},"
+                        "\"finish_reason\":\"length\"}],"
+                        "\"usage\":{\"prompt_tokens\":90,\"completion_tokens\":400}}";
+    struct llm_usage u;
+    char out[64];
+
+    /* the provider stopped at max_tokens: the text as it came, marked */
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(llm_parse_text(body, strlen(body), out, sizeof(out), &u), 0);
+    assert_string_equal(out, "Check the fuse. Then");
+    assert_true(u.truncated);
+    assert_int_equal(u.prompt_tokens, 90);
+    assert_int_equal(u.completion_tokens, 5);
+    /* nothing but the limit: an error that still says what it cost */
+    memset(&u, 0, sizeof(u));
+    assert_int_equal(llm_parse_text(empty, strlen(empty), out, sizeof(out), &u), -EBADMSG);
+    assert_int_equal(u.completion_tokens, 400);
+    assert_true(u.truncated);
+    /* and "stop" is not a cut */
+    expect_text("\"Done.\"", "Done.");
+}
+
+static void test_text_depth_and_length(void **state)
+{
+    enum { DEPTH = 100000 };
+    static char body[2 * DEPTH + 200];
+    const char *s = "{\"choices\":[{\"message\":{\"content\":\"kept\"}}]}GARBAGE";
+    size_t n = 0;
+    char out[64];
+
+    /* deep nesting: refused without recursing */
+    n += (size_t)sprintf(body, "{\"choices\":[{\"message\":{\"content\":\"x\"}}],\"x\":");
+    memset(body + n, '[', DEPTH);
+    n += DEPTH;
+    memset(body + n, ']', DEPTH);
+    n += DEPTH;
+    body[n++] = '}';
+    assert_int_equal(llm_parse_text(body, n, out, sizeof(out), NULL), -EBADMSG);
+    /* the body is len bytes, not a C string */
+    assert_int_equal(llm_parse_text(s, strlen(s) - strlen("GARBAGE"), out, sizeof(out), NULL), 0);
+    assert_string_equal(out, "kept");
+}
+
 /* ---- llm_config_load ---- */
 
 static const char *const *env_table;
@@ -671,6 +975,71 @@ static void test_client_without_network(void **state)
     assert_non_null(strstr(llm_http_version(), "libcurl"));
 }
 
+static void test_chat_without_network(void **state)
+{
+    struct llm_provider p = {
+        .name = "x", .url = "http://127.0.0.1:9/v1", .model = "m", .timeout_ms = 1000};
+    volatile int stop = 1;
+    struct llm_usage u;
+    struct llm *l = NULL;
+    char err[160], answer[64], *big;
+
+    assert_int_equal(llm_new(NULL, 0, NULL, &l), 0);
+    memset(&u, 0x5a, sizeof(u));
+    assert_int_equal(llm_chat(l, "sys", "why?", 100, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -ENOENT);
+    assert_int_equal(u.attempts, 0);
+    assert_string_equal(u.provider, "");
+    assert_false(u.truncated);
+    llm_free(l);
+    assert_int_equal(llm_chat(NULL, "sys", "why?", 100, answer, sizeof(answer), NULL, NULL, 0),
+                     -ENOENT);
+
+    /* stopped, so that nothing could be sent even if the checks let it by */
+    assert_int_equal(llm_new(&p, 1, &stop, &l), 0);
+    memset(answer, 'Z', sizeof(answer));
+    assert_int_equal(llm_chat(l, "sys", NULL, 100, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(llm_chat(l, "sys", "", 100, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(llm_chat(l, "sys", "why?", 0, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(llm_chat(l, "sys", "why?", LLM_MAX_CHAT_TOKENS + 1, answer, sizeof(answer), &u,
+                              err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(llm_chat(l, "sys", "why?", 100, NULL, sizeof(answer), &u, err, sizeof(err)),
+                     -EINVAL);
+    assert_int_equal(
+        llm_chat(l, "sys", "why?", 100, answer, LLM_MIN_ANSWER - 1, &u, err, sizeof(err)), -EINVAL);
+    assert_int_equal(
+        llm_chat(l, "sys", "wh\xffy?", 100, answer, sizeof(answer), &u, err, sizeof(err)), -EINVAL);
+    assert_int_equal(
+        llm_chat(l, "s\xc3", "why?", 100, answer, sizeof(answer), &u, err, sizeof(err)), -EINVAL);
+    assert_null(strstr(err, "s\xc3"));
+    /* the prompt limit counts system and user together */
+    big = malloc(LLM_MAX_PROMPT + 2);
+    assert_non_null(big);
+    memset(big, 'q', LLM_MAX_PROMPT + 1);
+    big[LLM_MAX_PROMPT + 1] = '\0';
+    assert_int_equal(llm_chat(l, NULL, big, 100, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -E2BIG);
+    assert_null(strstr(err, "qqq"));
+    big[LLM_MAX_PROMPT - 2] = '\0';
+    assert_int_equal(llm_chat(l, "abc", big, 100, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -E2BIG);
+    assert_int_equal(llm_chat(l, "ab", big, 100, answer, sizeof(answer), &u, err, sizeof(err)),
+                     -ECANCELED);
+    free(big);
+    /* a good call, stopped: nothing is sent */
+    assert_int_equal(llm_chat(l, NULL, "why?", LLM_MAX_CHAT_TOKENS, answer, LLM_MIN_ANSWER, &u, err,
+                              sizeof(err)),
+                     -ECANCELED);
+    assert_string_equal(err, "cancelled");
+    assert_int_equal(u.attempts, 0);
+    assert_int_equal(answer[0], 'Z'); /* written only on success */
+    llm_free(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -690,6 +1059,17 @@ int main(void)
         cmocka_unit_test(test_parse_depth),
         cmocka_unit_test(test_parse_size_limit),
         cmocka_unit_test(test_parse_not_terminated),
+        cmocka_unit_test(test_text_good),
+        cmocka_unit_test(test_text_cut),
+        cmocka_unit_test(test_text_long),
+        cmocka_unit_test(test_text_empty),
+        cmocka_unit_test(test_text_envelope),
+        cmocka_unit_test(test_text_invalid_utf8),
+        cmocka_unit_test(test_text_control),
+        cmocka_unit_test(test_text_blank_lines),
+        cmocka_unit_test(test_text_oversize),
+        cmocka_unit_test(test_text_finish_length),
+        cmocka_unit_test(test_text_depth_and_length),
         cmocka_unit_test(test_config_none),
         cmocka_unit_test(test_config_default),
         cmocka_unit_test(test_config_default_errors),
@@ -697,6 +1077,7 @@ int main(void)
         cmocka_unit_test(test_config_chain_errors),
         cmocka_unit_test(test_config_four),
         cmocka_unit_test(test_client_without_network),
+        cmocka_unit_test(test_chat_without_network),
     };
     int r;
 
