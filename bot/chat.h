@@ -17,11 +17,13 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "handlers.h"
 #include "queue.h"
 
 struct arena;
 struct config;
 struct db;
+struct llm;
 struct msg_photo;
 struct photo_reader;
 struct photo_result;
@@ -52,10 +54,25 @@ struct chat_photo {
     char memo_sha[65];
     struct photo_result *memo;
     bool memo_read;
+    /* The worker's troubleshooting assistant (chat_ask()): NULL without an
+     * LLM. It lives here because this is the worker's state the channel
+     * passes to its handler. */
+    struct llm *assist;
+    struct msg_ask ask;
 };
 
 /* Fills *p so that a handler can fetch and read the worker's photo. */
 void chat_photo_attach(struct chat_photo *wp, int64_t inbox_id, struct msg_photo *p);
+
+/* The worker's troubleshooting assistant for struct msg, or NULL when no
+ * LLM is configured. */
+const struct msg_ask *chat_ask(struct chat_photo *wp);
+
+/* What the message remote_id, which Rivet sent to chat, was about (its
+ * reply's context) into *context, NULL when nothing is recorded. Returns 0
+ * or a database error. */
+int chat_context(struct db *db, struct arena *a, const char *channel, const char *chat,
+                 const char *remote_id, const char **context);
 
 enum chat_sent { CHAT_SENT, CHAT_RETRY, CHAT_WAIT, CHAT_FAILED, CHAT_SENT_COUNT };
 

@@ -492,6 +492,13 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             {"HTTP_TIMEOUT_S", 10, 1, 600, offsetof(struct config, http_timeout_s), "seconds"},
             {"HTTP_MAX_BODY_BYTES", 1 << 20, 1024, 64 << 20, offsetof(struct config, http_max_body),
              "bytes"},
+            {"ASSIST_TIMEOUT_S", 20, 1, 300, offsetof(struct config, assist_timeout_s), "seconds"},
+            {"ASSIST_MAX_CHARS", 1500, 200, 3500, offsetof(struct config, assist_max_chars),
+             "characters"},
+            {"ASSIST_USER_PER_HOUR", 10, 0, 10000, offsetof(struct config, assist_user_per_hour),
+             "questions an hour"},
+            {"ASSIST_FACTORY_PER_HOUR", 100, 0, 100000,
+             offsetof(struct config, assist_factory_per_hour), "questions an hour"},
         };
         for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
             int *field = (int *)((char *)cfg + ints[i].offset);
@@ -539,6 +546,21 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
 
     if (mqtt_load(cfg, err, errlen) < 0 || web_load(cfg, err, errlen) < 0)
         return -EINVAL;
+
+    cfg->assist_budget_usd = 20;
+    v = env("ASSIST_MONTHLY_BUDGET_USD");
+    if (v) {
+        char *end;
+        double d;
+
+        errno = 0;
+        d = strtod(v, &end);
+        if (errno || end == v || *end || !(d >= 0 && d <= 1e6)) {
+            snprintf(err, errlen, "ASSIST_MONTHLY_BUDGET_USD must be US dollars, 0 to 1000000");
+            return -EINVAL;
+        }
+        cfg->assist_budget_usd = d;
+    }
 
     cfg->database_url = env("DATABASE_URL");
     if (need_db && !cfg->database_url) {

@@ -64,6 +64,14 @@ struct config {
      * reads photos); n_llm 0: local reads only. */
     const struct llm_provider *llm;
     int n_llm;
+
+    /* The troubleshooting assistant: questions in plain words go to the
+     * same LLM providers, within these bounds. */
+    int assist_timeout_s;        /* ASSIST_TIMEOUT_S */
+    int assist_max_chars;        /* ASSIST_MAX_CHARS: of an answer */
+    int assist_user_per_hour;    /* ASSIST_USER_PER_HOUR */
+    int assist_factory_per_hour; /* ASSIST_FACTORY_PER_HOUR */
+    double assist_budget_usd;    /* ASSIST_MONTHLY_BUDGET_USD: per factory */
 };
 
 /* Reads KEY=VALUE lines from path into the environment. Blank lines and

@@ -119,6 +119,23 @@ static const struct family families[] = {
         .labels = {"result"},
     },
     {
+        .name = "rivet_assist_requests_total",
+        .type = METRIC_COUNTER,
+        .help = "Questions for the troubleshooting assistant, by result.",
+        .labels = {"result"},
+    },
+    {
+        .name = "rivet_assist_seconds",
+        .type = METRIC_HISTOGRAM,
+        .help = "Time the LLM took to answer one question, in seconds.",
+        BUCKETS(0.25, 0.5, 1, 2, 3, 5, 8, 13, 20, 30, 60),
+    },
+    {
+        .name = "rivet_assist_cost_usd_total",
+        .type = METRIC_COUNTER,
+        .help = "Estimated cost of the assistant's LLM calls, in US dollars.",
+    },
+    {
         .name = "rivet_mqtt_connected",
         .type = METRIC_GAUGE,
         .help = "1 while connected to the MQTT broker, else 0.",

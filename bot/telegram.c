@@ -425,6 +425,13 @@ static int handle_update(void *ch, void *ws, struct chat_photo *wp, struct db *d
         chat_photo_attach(wp, it->id, &photo);
         m.photo = &photo;
     }
+    if (u.kind == TG_MESSAGE && u.reply_to > 0) {
+        r = chat_context(db, a, CHANNEL, chat, arena_printf(a, "%lld", (long long)u.reply_to),
+                         &m.context);
+        if (r < 0)
+            return r;
+    }
+    m.ask = chat_ask(wp);
     replies_init(&out);
     r = handle_message(db, a, &m, &out);
     h->command = out.command;

@@ -81,6 +81,7 @@ struct tg_update {
     bool from_bot;
     const char *from_name; /* first and last name */
     int64_t message_id;    /* the message, or the one whose button was pressed */
+    int64_t reply_to;      /* the message this one replies to (reply_to_message), or 0 */
     const char *text;      /* text, or a caption; NULL when none */
     size_t text_len;
     const char *media; /* "photo", "document", "sticker", "voice", ... or NULL */

@@ -156,7 +156,7 @@ int tg_queue_reply(struct db *db, struct arena *a, const char *chat, const struc
         if (!dump)
             return -ENOMEM;
         r = db_outbox_add_id(db, "telegram", chat, edit ? "editMessageText" : "sendMessage", dump,
-                             inbox_id, outbox_id);
+                             inbox_id, rep->context, outbox_id);
         free(dump);
     }
     return r;

@@ -184,6 +184,9 @@ int tg_update_parse(struct arena *a, const json_t *u, struct tg_update *out)
     int_of(m, "message_id", &out->message_id);
     if (out->kind == TG_CHANNEL_POST)
         return 0;
+    v = json_object_get(m, "reply_to_message");
+    if (json_is_object(v))
+        int_of(v, "message_id", &out->reply_to);
     /* Messages in groups on behalf of a channel or anonymous admins may
      * have no "from": they are not from a person Rivet knows. */
     if (json_object_get(m, "from")) {

@@ -536,7 +536,8 @@ int wa_queue_reply(struct db *db, struct arena *a, const char *to, const struct 
             r = -ENOMEM;
             break;
         }
-        r = db_outbox_add_id(db, "whatsapp", to, "messages", dump, inbox_id, outbox_id);
+        r = db_outbox_add_id(db, "whatsapp", to, "messages", dump, inbox_id, rep->context,
+                             outbox_id);
         free(dump);
     }
     json_decref(bodies);

@@ -235,6 +235,12 @@ static int handle_update(void *ch, void *ws, struct chat_photo *wp, struct db *d
         chat_photo_attach(wp, it->id, &photo);
         m.photo = &photo;
     }
+    if (wm.context_id && !wm.pressed) {
+        r = chat_context(db, a, CHANNEL, wm.from, wm.context_id, &m.context);
+        if (r < 0)
+            return r;
+    }
+    m.ask = chat_ask(wp);
     replies_init(&out);
     r = handle_message(db, a, &m, &out);
     h->command = out.command;

@@ -172,6 +172,21 @@ int db_equipment_list(struct db *db, struct arena *a, int64_t factory_id, int of
  * match first. */
 int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, const char *text,
                         int limit, struct equipment **ret, int *n);
+/* The machines that words (what someone called it: "pump 3", "Big Blue",
+ * "G120"; may be NULL) and location ("line 2"; may be NULL) may mean, best
+ * first, at most limit: found by trigram word similarity or as a
+ * substring. similarity gets a score (1 for the words matching a name,
+ * model or serial in full, +0.3 when the location matches), substring
+ * whether the words appear as typed. With words NULL, the machines at the
+ * location. */
+int db_equipment_resolve(struct db *db, struct arena *a, int64_t factory_id, const char *words,
+                         const char *location, int limit, struct equipment **ret, int *n);
+/* The machines whose name, model or make appears in text as whole words
+ * ("is big blue running again" -> Big Blue), best first: a name scores 1,
+ * a model 0.9, a make 0.6 (in similarity). For a sentence the parser
+ * found no machine words in. */
+int db_equipment_named_in(struct db *db, struct arena *a, int64_t factory_id, const char *text,
+                          int limit, struct equipment **ret, int *n);
 /* The factory's equipment number closest to number, or NULL. */
 const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory_id,
                                  const char *number);

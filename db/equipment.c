@@ -188,6 +188,89 @@ int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, cons
                    (const char *[]){db_num(&fid, factory_id), text, db_num(&lim, limit)}, ret, n);
 }
 
+int db_equipment_resolve(struct db *db, struct arena *a, int64_t factory_id, const char *words,
+                         const char *location, int limit, struct equipment **ret, int *n)
+{
+    /* The candidates come through the trigram index (<% and LIKE on
+     * search_text); the score is the best word similarity against the
+     * name, the make and model, the serial, or the whole text. */
+    static const struct db_stmt st = {
+        "equipment_resolve",
+        "WITH q AS (SELECT lower(coalesce($2, '')) AS m, lower(coalesce($3, '')) AS l), "
+        "p AS (SELECT q.*, '%' || replace(replace(replace(q.m, '\\', '\\\\'), '%', '\\%'), "
+        "  '_', '\\_') || '%' AS mpat, "
+        "  '%' || replace(replace(replace(q.l, '\\', '\\\\'), '%', '\\%'), '_', '\\_') "
+        "  || '%' AS lpat FROM q) "
+        "SELECT " EQ_COLUMNS ", p.m <> '' AND e.search_text LIKE p.mpat, "
+        "  CASE WHEN p.m = '' THEN 0.5 ELSE greatest("
+        "    word_similarity(p.m, lower(coalesce(e.name, ''))), "
+        "    word_similarity(p.m, lower(e.manufacturer || ' ' || e.model)), "
+        "    word_similarity(p.m, lower(coalesce(e.serial, ''))), "
+        "    0.9 * word_similarity(p.m, e.search_text)) END "
+        "  + CASE WHEN p.l <> '' AND lower(coalesce(e.location, '')) LIKE p.lpat THEN 0.3 "
+        "    ELSE 0 END AS score " EQ_FROM ", p "
+        "WHERE e.factory_id = $1 AND CASE WHEN p.m <> '' "
+        "  THEN (p.m <% e.search_text OR e.search_text LIKE p.mpat) "
+        "  ELSE p.l <> '' AND e.search_text LIKE p.lpat END "
+        "ORDER BY score DESC, e.id LIMIT $4",
+        4};
+    struct db_num fid, lim;
+
+    return eq_many(db, a, &st,
+                   (const char *[]){db_num(&fid, factory_id), words, location, db_num(&lim, limit)},
+                   ret, n);
+}
+
+int db_equipment_named_in(struct db *db, struct arena *a, int64_t factory_id, const char *text,
+                          int limit, struct equipment **ret, int *n)
+{
+    /* Words are compared with punctuation folded to single spaces on both
+     * sides, so "VF-2" is found in "the vf 2 is down". A scan of the
+     * factory's machines: used only when the parser found no machine. */
+#define WORDS(x) "(' ' || regexp_replace(lower(" x "), '[^[:alnum:]]+', ' ', 'g') || ' ')"
+    static const struct db_stmt
+        st = {"equipment_named_in",
+              "WITH q AS (SELECT " WORDS(
+                  "$2") " AS t) "
+                        "SELECT " EQ_COLUMNS ", true, "
+                        "  CASE WHEN e.name IS NOT NULL AND length(e.name) >= 3 "
+                        "    AND strpos(q.t, " WORDS(
+                            "e.name") ") > 0 THEN 1 "
+                                      "  WHEN length(e.model) >= 3 AND strpos(q.t, " WORDS(
+                                          "e.model") ") > 0 THEN 0.9 "
+                                                     "  ELSE 0.6 END AS score " EQ_FROM ", q "
+                                                     "WHERE e.factory_id = $1 AND ("
+                                                     "  (e.name IS NOT NULL AND length(e.name) >= "
+                                                     "3 AND strpos(q.t, " WORDS(
+                                                         "e.name") ") > 0) "
+                                                                   "  OR (length(e.model) >= 3 AND "
+                                                                   "strpos(q.t, " WORDS(
+                                                                       "e.model") ") > 0) "
+                                                                                  "  OR "
+                                                                                  "(length(e."
+                                                                                  "manufacturer) "
+                                                                                  ">= 3 AND "
+                                                                                  "strpos(q.t,"
+                                                                                  " " WORDS(
+                                                                                      "e."
+                                                                                      "manufacture"
+                                                                                      "r") ") > "
+                                                                                           "0)) "
+                                                                                           "ORDER "
+                                                                                           "BY "
+                                                                                           "score "
+                                                                                           "DESC, "
+                                                                                           "e.id "
+                                                                                           "LIMIT "
+                                                                                           "$3",
+              3};
+#undef WORDS
+    struct db_num fid, lim;
+
+    return eq_many(db, a, &st,
+                   (const char *[]){db_num(&fid, factory_id), text, db_num(&lim, limit)}, ret, n);
+}
+
 const char *db_equipment_suggest(struct db *db, struct arena *a, int64_t factory_id,
                                  const char *number)
 {

@@ -248,27 +248,27 @@ int db_chat_blocked(struct db *db, const char *channel, const char *chat_id, con
 int db_outbox_add(struct db *db, const char *channel, const char *chat_id, const char *method,
                   const char *payload, int64_t inbox_id)
 {
-    return db_outbox_add_id(db, channel, chat_id, method, payload, inbox_id, NULL);
+    return db_outbox_add_id(db, channel, chat_id, method, payload, inbox_id, NULL, NULL);
 }
 
 int db_outbox_add_id(struct db *db, const char *channel, const char *chat_id, const char *method,
-                     const char *payload, int64_t inbox_id, int64_t *id)
+                     const char *payload, int64_t inbox_id, const char *context, int64_t *id)
 {
     static const struct db_stmt st = {
         "outbox_add",
         "WITH c AS (INSERT INTO chats (channel, chat_id) VALUES ($1, $2) "
         "  ON CONFLICT (channel, chat_id) DO NOTHING) "
-        "INSERT INTO outbox (channel, chat_id, method, payload, inbox_id) "
-        "VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        5};
+        "INSERT INTO outbox (channel, chat_id, method, payload, inbox_id, context) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        6};
     struct db_num i;
     PGresult *res;
     int r;
 
-    r = db_query(
-        db, &st,
-        (const char *[]){channel, chat_id, method, payload, inbox_id ? db_num(&i, inbox_id) : NULL},
-        &res);
+    r = db_query(db, &st,
+                 (const char *[]){channel, chat_id, method, payload,
+                                  inbox_id ? db_num(&i, inbox_id) : NULL, context},
+                 &res);
     if (r < 0)
         return r;
     if (id)

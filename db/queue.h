@@ -77,9 +77,10 @@ int db_chat_set_active(struct db *db, const char *channel, const char *chat_id, 
  * notified when it commits). */
 int db_outbox_add(struct db *db, const char *channel, const char *chat_id, const char *method,
                   const char *payload, int64_t inbox_id);
-/* The same; *id (may be NULL) gets the new row's id. */
+/* The same, with what the message shows (struct reply's context, may be
+ * NULL); *id (may be NULL) gets the new row's id. */
 int db_outbox_add_id(struct db *db, const char *channel, const char *chat_id, const char *method,
-                     const char *payload, int64_t inbox_id, int64_t *id);
+                     const char *payload, int64_t inbox_id, const char *context, int64_t *id);
 /* The message an earlier row delivered, for an edit of it: its remote id
  * (arena); -EAGAIN while that row is pending, -ENOENT when it failed, is
  * gone or was sent without an id. */

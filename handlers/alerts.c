@@ -169,6 +169,7 @@ static struct reply *alarm_card(struct hctx *ctx, const struct alarm *al, bool e
         rb_addf(&rb, "⏫ Escalated to the supervisors\n");
     rb_addf(&rb, "%s %s · alarm #%lld\n", priority_emoji(al->severity), upper(&c, al->severity),
             id);
+    rb.context = arena_printf(c.a, "alarm:%lld", id);
     if (al->equipment_number)
         rb_addf(&rb, "%s · %s (device %s)\n", clip(&c, al->equipment_label, 60),
                 al->equipment_number, al->device_key);

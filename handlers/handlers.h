@@ -35,6 +35,30 @@ struct msg_photo {
     const char *file_id; /* the channel's id of the file; NULL on the console */
 };
 
+/* What the troubleshooting assistant answered. */
+struct ask_answer {
+    const char *text;             /* arena; NULL when it did not answer */
+    bool truncated;               /* cut at the length limit */
+    const char *provider, *model; /* "" when none answered */
+    long ms;
+    int prompt_tokens, completion_tokens;
+    double cost_usd; /* estimated; 0 when the prices are not set */
+};
+
+/* The troubleshooting assistant (an LLM), offered by the channel, which
+ * does the I/O; NULL in struct msg when no LLM is configured. ask puts a
+ * question with a system prompt to it: 0 and out filled; or -errno
+ * (-ETIMEDOUT, -EAGAIN when every provider is failing, -EIO, ...) with
+ * out's usage filled as far as known. The handler keeps to the limits. */
+struct msg_ask {
+    int (*ask)(void *ctx, struct arena *a, const char *system, const char *question,
+               struct ask_answer *out);
+    void *ctx;
+    int max_chars;                       /* of an answer (ASSIST_MAX_CHARS) */
+    int user_per_hour, factory_per_hour; /* questions (ASSIST_*_PER_HOUR) */
+    double budget_usd;                   /* a factory's month (ASSIST_MONTHLY_BUDGET_USD) */
+};
+
 struct msg {
     enum channel channel;
     const char *sender_id;   /* the channel's id of the sender (console: the name) */
@@ -42,6 +66,11 @@ struct msg {
     const char *text;        /* as received; need not be valid UTF-8 */
     size_t text_len;
     const struct msg_photo *photo; /* with a photo: text is its caption */
+    /* The message is a reply to one of Rivet's: what that one showed (its
+     * reply's context, looked up by the channel), or NULL. */
+    const char *context;
+    /* The troubleshooting assistant, NULL when no LLM is configured. */
+    const struct msg_ask *ask;
 };
 
 /* A button under a reply. data is a command as a user would type it
@@ -72,6 +101,10 @@ struct reply {
      * send approved templates to some users (WhatsApp outside its 24-hour
      * window) sends these as its alarm template. */
     bool alarm;
+    /* What the message shows ("wo:WO-2026-000012", "eq:EQ-…", "alarm:17",
+     * "draft:5"), recorded with it: a reply to it is read in this context
+     * (msg.context). NULL: nothing in particular. */
+    const char *context;
     struct reply *next;
 };
 

@@ -34,6 +34,7 @@ struct rb {
     bool full;
     struct button buttons[RB_MAX_BUTTONS];
     int n_buttons, row;
+    const char *context; /* struct reply's: what the message shows, or NULL */
 };
 
 void rb_init(struct rb *rb);
@@ -131,6 +132,21 @@ int alarm_find(struct hctx *ctx, struct args *args, int i, const char *cmd, bool
 int alarm_copies(struct hctx *ctx, int64_t alarm_id, struct replies *edits);
 /* Moves the replies of more to the end of ctx's. */
 void replies_add(struct hctx *ctx, struct replies *more);
+
+/* ---- plain words (plain.c) ---- */
+
+/* A message that is not a command, from a known user: text is trimmed. */
+int plain_words(struct hctx *ctx, char *text);
+/* A photo sent in reply to one of Rivet's messages: 1 when its context
+ * took it (attached to a work order), 0 when it is an ordinary photo, or
+ * a db error. */
+int plain_photo(struct hctx *ctx, const char *caption);
+/* /wo draft ID create|cancel|edit|none|eq EQ-NUMBER|priority P: the buttons
+ * under a proposed work order. */
+int wo_draft(struct hctx *ctx, struct args *args);
+/* "✅ Opened …" with the buttons that move it along; view: and one that
+ * shows it (wo.c). */
+void wo_opened(struct hctx *ctx, const struct work_order *w, bool view);
 
 /* A message with a photo (ctx->msg->photo); caption may be NULL. */
 int photo_received(struct hctx *ctx, const char *caption);

@@ -44,6 +44,7 @@ void rb_init(struct rb *rb)
     rb->full = false;
     rb->n_buttons = 0;
     rb->row = 0;
+    rb->context = NULL;
 }
 
 void rb_button(struct hctx *ctx, struct rb *rb, const char *text, const char *data)
@@ -113,6 +114,8 @@ void rb_send(struct hctx *ctx, struct rb *rb)
     else
         r = push(ctx, arena_strndup(ctx->a, s, n));
     buf_free(&rb->b);
+    if (r)
+        r->context = rb->context;
     if (r && rb->n_buttons > 0) {
         struct button *b = arena_alloc(ctx->a, sizeof(*b) * (size_t)rb->n_buttons);
         if (b) {

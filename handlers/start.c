@@ -321,6 +321,11 @@ static int handle_photo(struct hctx *ctx)
             reply(ctx, "%s", not_registered);
         return 0;
     }
+    if (m->context) { /* in reply to a work order: attached to it */
+        r = plain_photo(ctx, caption);
+        if (r != 0)
+            return r < 0 ? r : ctx->error;
+    }
     r = photo_received(ctx, caption);
     return r < 0 ? r : ctx->error;
 }
@@ -362,9 +367,8 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
     out->command = args.cmd ? "unknown" : "text";
     if (!args.cmd) {
         if (ctx.known)
-            reply(&ctx, "Rivet understands commands for now. Send /help for the list.");
-        else
-            reply(&ctx, "%s", not_registered);
+            return plain_words(&ctx, text);
+        reply(&ctx, "%s", not_registered);
         return 0;
     }
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {

@@ -8,6 +8,7 @@
 #include "alarm.h"
 #include "arena.h"
 #include "config.h"
+#include "plain.h"
 
 static int not_found(struct hctx *ctx, const char *number)
 {
@@ -132,6 +133,8 @@ static void event_line(struct hctx *ctx, struct rb *rb, const struct wo_event *e
                 status_emoji(ev->new_value), status_label(ev->new_value));
     else if (strcmp(ev->kind, "note") == 0)
         rb_addf(rb, "%s %s: 📝 %s\n", ev->created_at, who, clip(ctx, ev->new_value, 300));
+    else if (strcmp(ev->kind, "photo") == 0)
+        rb_addf(rb, "%s %s: 📎 %s\n", ev->created_at, who, clip(ctx, ev->new_value, 100));
     else if (strcmp(ev->kind, "assign") == 0)
         rb_addf(rb, "%s %s: assigned to %s\n", ev->created_at, who, clip(ctx, ev->new_value, 30));
     else
@@ -169,13 +172,16 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
 {
     struct wo_event *ev;
     struct rb rb;
-    int n, total, r;
+    int n, total, photos = 0, r;
 
     r = db_wo_events(ctx->db, ctx->a, ctx->user.factory_id, w->id, 10, &ev, &n, &total);
+    if (r == 0)
+        r = db_wo_photo_count(ctx->db, ctx->user.factory_id, w->id, &photos);
     if (r < 0)
         return reply_db_error(ctx, r);
     rb_init(&rb);
     rb_addf(&rb, "%s%s · %s\n", headline, w->number, w->title);
+    rb.context = arena_printf(ctx->a, "wo:%s", w->number);
     rb_addf(&rb, "Status: %s %s · Priority: %s %s\n", status_emoji(w->status),
             status_label(w->status), priority_emoji(w->priority), w->priority);
     rb_addf(&rb, "Equipment: %s %s\n", w->equipment_number, w->equipment_label);
@@ -187,6 +193,8 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
                 w->completed_by ? w->completed_by : "");
     if (w->description)
         rb_addf(&rb, "\n%s\n", w->description);
+    if (photos > 0)
+        rb_addf(&rb, "📎 %d photo%s\n", photos, photos == 1 ? "" : "s");
     status_buttons(ctx, &rb, w);
     if (n > 0) {
         if (total > n)
@@ -200,9 +208,7 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
     return 0;
 }
 
-/* "✅ Opened …" with the buttons that move it along; view: and one that
- * shows it. */
-static void wo_opened(struct hctx *ctx, const struct work_order *w, bool view)
+void wo_opened(struct hctx *ctx, const struct work_order *w, bool view)
 {
     struct rb rb;
 
@@ -212,6 +218,7 @@ static void wo_opened(struct hctx *ctx, const struct work_order *w, bool view)
             "in_progress",
             priority_emoji(w->priority), w->number, w->priority, w->title, w->equipment_number,
             w->equipment_label, w->number);
+    rb.context = arena_printf(ctx->a, "wo:%s", w->number);
     status_buttons(ctx, &rb, w);
     if (view) {
         rb_row(&rb);
@@ -466,6 +473,8 @@ int cmd_wo(struct hctx *ctx, struct args *args)
         return wo_assign(ctx, args);
     if (strcasecmp(sub, "alarm") == 0)
         return wo_alarm(ctx, args);
+    if (strcasecmp(sub, "draft") == 0)
+        return wo_draft(ctx, args);
     if (number_valid("WO", sub) && args->n == 1) {
         struct work_order w;
         int r = find_wo(ctx, args, 0, "/wo view", &w);

@@ -423,6 +423,9 @@ DOCUMENTED = {
     "rivet_ocr_reads_total": ("counter", {"result"}),
     "rivet_ocr_seconds": ("histogram", set()),
     "rivet_llm_fallbacks_total": ("counter", {"result"}),
+    "rivet_assist_requests_total": ("counter", {"result"}),
+    "rivet_assist_seconds": ("histogram", set()),
+    "rivet_assist_cost_usd_total": ("counter", set()),
     "rivet_mqtt_connected": ("gauge", set()),
     "rivet_mqtt_messages_received_total": ("counter", set()),
     "rivet_mqtt_messages_dropped_total": ("counter", {"reason"}),
@@ -434,7 +437,7 @@ DOCUMENTED = {
 }
 # Families that only appear after events this test does not cause.
 NOT_CAUSED = {"rivet_message_statuses_total", "rivet_ocr_reads_total",
-              "rivet_llm_fallbacks_total"}
+              "rivet_llm_fallbacks_total", "rivet_assist_requests_total"}
 
 
 def family_name(name, typ):

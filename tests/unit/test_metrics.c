@@ -846,6 +846,9 @@ static void test_format_all_families(void **state)
     metric_inc("rivet_ocr_reads_total", "result", "ok", NULL);
     metric_observe("rivet_ocr_seconds", 4.2, NULL);
     metric_inc("rivet_llm_fallbacks_total", "result", "timeout", NULL);
+    metric_inc("rivet_assist_requests_total", "result", "ok", NULL);
+    metric_observe("rivet_assist_seconds", 1.5, NULL);
+    metric_add("rivet_assist_cost_usd_total", 0.0004, NULL);
     metric_set("rivet_mqtt_connected", 1, NULL);
     metric_set("rivet_mqtt_messages_received_total", 1e16, NULL);
     metric_inc("rivet_mqtt_messages_dropped_total", "reason", "payload \xff too big", NULL);
@@ -857,8 +860,8 @@ static void test_format_all_families(void **state)
     t = render();
     assert_exposition(t);
     /* Every family once, with HELP and TYPE, in table order. */
-    assert_int_equal(count_lines(t, "# HELP "), 21);
-    assert_int_equal(count_lines(t, "# TYPE "), 21);
+    assert_int_equal(count_lines(t, "# HELP "), 24);
+    assert_int_equal(count_lines(t, "# TYPE "), 24);
     assert_true(strstr(t, "# TYPE rivet_build_info gauge\n") == t + strcspn(t, "\n") + 1);
     assert_true(strstr(t, "# TYPE rivet_db_errors_total counter") <
                 strstr(t, "# TYPE rivet_metrics_misuse_total counter"));

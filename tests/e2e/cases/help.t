@@ -232,7 +232,7 @@ run: rivet chat --echo
 👋 Welcome back, Admin. You are admin at demo.
 Send /help to see what Rivet can do.
 
-=== unknown commands get "Did you mean", plain text gets a pointer to /help
+=== unknown commands get "Did you mean", plain text the plain-words hint
 run: rivet chat --echo
 ---
 > /eqip list
@@ -251,10 +251,23 @@ Unknown command /woo. Did you mean /wo? Send /help for the list.
 Unknown command /frobnicate. Send /help for the list.
 
 > hello, is anyone there?
-Rivet understands commands for now. Send /help for the list.
+I can only do maintenance actions here: no assistant is set up for questions.
+
+Try it in plain words:
+• "pump 3 on line 2 is leaking" to report a fault
+• "what's open on pump 3" · "status of WO-2026-000012"
+• "my work orders" · "what's open" · "any alarms"
+Or the commands: /equip · /wo · /stats · /alerts · /help
 
 > equip list
-Rivet understands commands for now. Send /help for the list.
+Commands start with a slash: did you mean /equip list?
+
+> thanks
+I didn't get that. Try it in plain words:
+• "pump 3 on line 2 is leaking" to report a fault
+• "what's open on pump 3" · "status of WO-2026-000012"
+• "my work orders" · "what's open" · "any alarms"
+Or the commands: /equip · /wo · /stats · /alerts · /help
 
 === empty and blank lines get no reply
 run: printf '\n   \n\t\n/stats now\n' | rivet chat
