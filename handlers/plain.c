@@ -699,7 +699,7 @@ static int assist(struct hctx *ctx, const char *text, const struct equipment *on
     int r;
 
     ctx->out->command = "text:assistant";
-    if (!ask) {
+    if (!ask || ask->user_per_hour == 0 || ask->factory_per_hour == 0) {
         reply(ctx,
               "I can only do maintenance actions here: no assistant is set up for "
               "questions.\n\n%s",

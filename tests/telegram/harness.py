@@ -760,6 +760,66 @@ def free_port():
 # Users
 # ---------------------------------------------------------------------------
 
+FAKE_LLM = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "fake_llm", "fake_llm.py"))
+
+
+class FakeLLM:
+    """tests/fake_llm/fake_llm.py on a free port, with an API key (test_photos.py,
+    test_plain.py)."""
+
+    def __init__(self, env, key):
+        port_file = os.path.join(env.tmp, "llm.port")
+        self.stderr_path = os.path.join(env.tmp, "llm.stderr")
+        self.stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, FAKE_LLM, "--port", "0", "--port-file", port_file, "--key", key],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            preexec_fn=_pdeathsig)
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise Fail("the fake LLM exited %s: %s" % (self.proc.returncode,
+                                                             self.log_tail(20)))
+            return os.path.exists(port_file)
+
+        wait_until(ready, 20, "the fake LLM's port file", interval=0.05)
+        with open(port_file) as f:
+            self.port = int(f.read().strip())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def ctl(self, name, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/control/" + name, data=data,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def requests(self):
+        """GET /control/requests: {"count", "requests", "queued", "internal_errors"}."""
+        return self.ctl("requests")
+
+    def queue(self, *answers):
+        return self.ctl("answers", {"answers": list(answers)})
+
+    def log_tail(self, n):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.stderr.close()
+
+
 def register(env, fake, factory, users, role="technician", timeout=30):
     """Registers Telegram users [(user_id, first_name)] in factory through
     the bot: one invite code for all, then /start CODE from each private

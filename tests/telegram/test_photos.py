@@ -33,10 +33,8 @@ import hashlib
 import json
 import os
 import struct
-import subprocess
 import sys
 import time
-import urllib.request
 import zlib
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -45,7 +43,6 @@ import harness as H  # noqa: E402
 from harness import buttons_of, check, eq, text_of  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FAKE_LLM = os.path.join(HERE, "..", "fake_llm", "fake_llm.py")
 PLATES = os.path.normpath(os.path.join(HERE, "..", "fixtures", "nameplates", "set"))
 
 # Plates that the current build reads confidently, with manufacturer, model
@@ -74,60 +71,6 @@ S = {"blank": 0}
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-class FakeLLM:
-    """tests/fake_llm/fake_llm.py on a free port, with an API key."""
-
-    def __init__(self, env, key):
-        port_file = os.path.join(env.tmp, "llm.port")
-        self.stderr_path = os.path.join(env.tmp, "llm.stderr")
-        self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, FAKE_LLM, "--port", "0", "--port-file", port_file, "--key", key],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
-            preexec_fn=H._pdeathsig)
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise H.Fail("the fake LLM exited %s: %s" % (self.proc.returncode,
-                                                             self.log_tail(20)))
-            return os.path.exists(port_file)
-
-        H.wait_until(ready, 20, "the fake LLM's port file", interval=0.05)
-        with open(port_file) as f:
-            self.port = int(f.read().strip())
-        self.url = "http://127.0.0.1:%d" % self.port
-
-    def ctl(self, name, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + "/control/" + name, data=data,
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def requests(self):
-        return self.ctl("requests")
-
-    def queue(self, *answers):
-        return self.ctl("answers", {"answers": list(answers)})
-
-    def log_tail(self, n):
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.stderr.close()
-
 
 def plate(name):
     """(bytes, ground truth) of a committed plate."""
@@ -231,7 +174,7 @@ def setup(env):
     check(os.path.isdir(PLATES), "no plates in %s" % PLATES)
     S["env"] = env
     S["fake"] = env.start_fake()
-    S["llm"] = llm = FakeLLM(env, LLM_KEY)
+    S["llm"] = llm = H.FakeLLM(env, LLM_KEY)
     close = env.close
 
     def close_all(keep=False):
