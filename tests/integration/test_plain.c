@@ -460,6 +460,11 @@ static void test_ambiguous_machine_asks(void **state)
 
     say(f, USER, none, NULL, NULL, NULL);
     pgtest_assert_contains(said, "Reply to this message with the machine's number");
+    /* Its priority may change before the machine is chosen. */
+    snprintf(prefix, sizeof(prefix), "/wo draft %lld priority critical", id);
+    say(f, USER, prefix, NULL, NULL, NULL);
+    pgtest_assert_contains(said, "Equipment: not chosen yet");
+    pgtest_assert_contains(said, "Priority: 🔴 critical");
     /* The reply names it. */
     snprintf(ctx, sizeof(ctx), "draft:%lld", id);
     say(f, USER, a3, ctx, NULL, NULL);
