@@ -974,6 +974,24 @@ int db_alarm_list(struct db *db, struct arena *a, int64_t factory_id, bool open_
     return r;
 }
 
+int db_alarm_list_equipment(struct db *db, struct arena *a, int64_t factory_id,
+                            int64_t equipment_id, int limit, struct alarm **ret, int *n)
+{
+    static const struct db_stmt st = {
+        "alarm_list_equipment",
+        "SELECT " ALARM_COLUMNS ALARM_FROM
+        "WHERE a.factory_id = $1 AND a.resolved_at IS NULL AND a.device_id IN "
+        "  (SELECT id FROM devices WHERE factory_id = $1 AND equipment_id = $2) "
+        "ORDER BY a.id DESC LIMIT $3",
+        3};
+    struct db_num fid, eid, lim;
+
+    return alarm_many(db, a, &st,
+                      (const char *[]){db_num(&fid, factory_id), db_num(&eid, equipment_id),
+                                       db_num(&lim, limit < 0 ? 0 : limit)},
+                      ret, n);
+}
+
 /* After an UPDATE that changed nothing: -ENOENT when the factory has no
  * such alarm, or user (when one acts) is not its member; else -EALREADY
  * (the condition on the alarm's state was what failed). Alarms and users

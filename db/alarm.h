@@ -152,6 +152,10 @@ int db_alarm_get(struct db *db, struct arena *a, int64_t factory_id, int64_t id,
  * *total gets how many. */
 int db_alarm_list(struct db *db, struct arena *a, int64_t factory_id, bool open_only, int offset,
                   int limit, struct alarm **ret, int *n, int *total);
+/* The open alarms of one machine (from the devices linked to it), newest
+ * first, at most limit. */
+int db_alarm_list_equipment(struct db *db, struct arena *a, int64_t factory_id,
+                            int64_t equipment_id, int limit, struct alarm **ret, int *n);
 /* -EALREADY when already acknowledged (or resolved), -ENOENT. */
 int db_alarm_ack(struct db *db, int64_t factory_id, int64_t id, int64_t user_id);
 /* Resolves (acknowledging too when it was not). -EALREADY, -ENOENT. */

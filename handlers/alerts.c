@@ -363,6 +363,36 @@ static int alerts_list(struct hctx *ctx, long long page)
     return 0;
 }
 
+int alarms_of_machine(struct hctx *ctx, const struct equipment *e)
+{
+    struct alarm *v;
+    struct rb rb;
+    int n, r;
+
+    r = db_alarm_list_equipment(ctx->db, ctx->a, ctx->user.factory_id, e->id, LIST_PAGE, &v, &n);
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    if (n == 0) {
+        reply(ctx, "No open alarms on %s %s. 🎉", e->number,
+              clip(ctx, e->name ? e->name : e->model, 40));
+        return 0;
+    }
+    rb_init(&rb);
+    rb.context = arena_printf(ctx->a, "eq:%s", e->number);
+    rb_addf(&rb, "🚨 Open alarms on %s %s\n", e->number,
+            clip(ctx, e->name ? e->name : e->model, 40));
+    for (int i = 0; i < n; i++) {
+        rb_addf(&rb, "%s\n", alarm_line(ctx, &v[i]));
+        if (!v[i].acknowledged)
+            rb_button(ctx, &rb, arena_printf(ctx->a, "✅ #%lld", (long long)v[i].id),
+                      arena_printf(ctx->a, "/ack %lld", (long long)v[i].id));
+    }
+    if (n == LIST_PAGE)
+        rb_addf(&rb, "…the newest %d; all of them: /alerts\n", LIST_PAGE);
+    rb_send(ctx, &rb);
+    return 0;
+}
+
 static int alerts_view(struct hctx *ctx, struct args *args, int i)
 {
     struct reply *card;

@@ -130,6 +130,9 @@ int alarm_find(struct hctx *ctx, struct args *args, int i, const char *cmd, bool
  * to add after its own answer with replies_add(). Returns 0, or a db error
  * after the apology. */
 int alarm_copies(struct hctx *ctx, int64_t alarm_id, struct replies *edits);
+/* The open alarms of one machine, with ✅ buttons (plain words: "any
+ * alarms on chiller 1"). Returns 0 or a db error after the apology. */
+int alarms_of_machine(struct hctx *ctx, const struct equipment *e);
 /* Moves the replies of more to the end of ctx's. */
 void replies_add(struct hctx *ctx, struct replies *more);
 

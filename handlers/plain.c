@@ -1066,10 +1066,16 @@ int plain_words(struct hctx *ctx, char *text)
         ctx->out->command = "text:mine";
         r = run(ctx, "/wo list mine", cmd_wo);
         break;
-    case INTENT_ALARMS:
+    case INTENT_ALARMS: {
+        struct machine m = {0};
+
         ctx->out->command = "text:alarms";
-        r = run(ctx, "/alerts", cmd_alerts);
-        break;
+        r = resolve(ctx, &in, text, &m);
+        if (r == 0 && m.n == 1)
+            r = alarms_of_machine(ctx, &m.v[0]);
+        else if (r == 0)
+            r = run(ctx, "/alerts", cmd_alerts);
+    } break;
     case INTENT_DONE:
         ctx->out->command = "text:done";
         reply(ctx, "Done with what? Reply \"done\" to the work order's message, or send "

@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alarm.h"
 #include "arena.h"
 #include "handlers.h"
 #include "intent.h"
@@ -248,6 +249,8 @@ static const char *subject(const char *reply, char *buf, size_t n)
 
     if (p)
         p += strlen("Equipment: ");
+    else if ((p = strstr(reply, "alarms on EQ-")))
+        p += strlen("alarms on ");
     else if (strncmp(reply, "🏭 EQ-", strlen("🏭 EQ-")) == 0)
         p = reply + strlen("🏭 ");
     if (!p)
@@ -531,6 +534,38 @@ static void test_reply_context(void **state)
     pgtest_assert_starts_with(said, "Done with what?");
 }
 
+/* "any alarms on chiller 1": that machine's open alarms only. */
+static void test_alarms_of_one_machine(void **state)
+{
+    struct fixture *f = *state;
+    struct device d;
+    struct equipment e;
+    int64_t id;
+    char want[96];
+
+    assert_int_equal(db_equipment_get(f->db, f->a, f->plant, number_of(f, "ch1"), &e), 0);
+    assert_int_equal(db_device_register(f->db, f->a, f->plant, "chiller-1", 100, &d), 0);
+    assert_int_equal(db_device_link(f->db, f->plant, "chiller-1", e.id), 0);
+    assert_int_equal(db_alarm_raise(f->db,
+                                    &(struct alarm_new){.factory_id = f->plant,
+                                                        .device_id = d.id,
+                                                        .source = ALARM_DEVICE,
+                                                        .code = "HP1",
+                                                        .severity = "high",
+                                                        .message = "High pressure trip",
+                                                        .observed_at = 1790000000},
+                                    &id),
+                     0);
+
+    say(f, USER, "any alarms on chiller 1", NULL, NULL, NULL);
+    snprintf(want, sizeof(want), "🚨 Open alarms on %s Chiller 1", e.number);
+    pgtest_assert_starts_with(said, want);
+    pgtest_assert_contains(said, "High pressure trip");
+    say(f, USER, "any alarms on chiller 2", NULL, NULL, NULL);
+    pgtest_assert_starts_with(said, "No open alarms on ");
+    pgtest_assert_contains(said, "Chiller 2");
+}
+
 /* ---- the assistant ---- */
 
 static void test_assistant(void **state)
@@ -604,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_proposal_edit_cancel_expire),
         cmocka_unit_test(test_ambiguous_machine_asks),
         cmocka_unit_test(test_reply_context),
+        cmocka_unit_test(test_alarms_of_one_machine),
         cmocka_unit_test(test_assistant),
     };
     int status;
