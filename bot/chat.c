@@ -9,11 +9,11 @@
 #include <time.h>
 
 #include "arena.h"
+#include "assist.h"
 #include "channels.h"
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
-#include "llm.h"
 #include "log.h"
 #include "metrics.h"
 #include "photo.h"
@@ -154,7 +154,7 @@ static int give_up(struct chat_threads *t, struct db *db, struct arena *a,
 
 const struct msg_ask *chat_ask(struct chat_photo *wp)
 {
-    return wp->assist ? &wp->ask : NULL;
+    return assist_msg(wp->assist);
 }
 
 int chat_context(struct db *db, struct arena *a, const char *channel, const char *chat,
@@ -167,70 +167,6 @@ int chat_context(struct db *db, struct arena *a, const char *channel, const char
         return 0;
     }
     return r;
-}
-
-/* struct msg_ask's ask: one question to the LLM chain, measured. */
-static int assist_ask(void *ctx, struct arena *a, const char *system, const char *question,
-                      struct ask_answer *out)
-{
-    struct chat_photo *wp = ctx;
-    /* An answer of max_chars characters, at most 4 bytes each. */
-    size_t cap = (size_t)wp->ask.max_chars * 4 + 1;
-    char *text = arena_alloc(a, cap), err[200], q[300];
-    struct llm_usage u;
-    const char *result;
-    int r;
-
-    if (!text)
-        return -ENOMEM;
-    /* About 3 characters a token, with room for a closing sentence. */
-    r = llm_chat(wp->assist, system, question, wp->ask.max_chars / 3 + 64, text, cap, &u, err,
-                 sizeof(err));
-    *out = (struct ask_answer){.text = r == 0 ? text : NULL,
-                               .truncated = u.truncated,
-                               .provider = arena_strdup(a, u.provider),
-                               .model = arena_strdup(a, u.model),
-                               .ms = u.ms,
-                               .prompt_tokens = u.prompt_tokens,
-                               .completion_tokens = u.completion_tokens,
-                               .cost_usd = u.cost_usd};
-    result = r == 0 ? "ok" : r == -ETIMEDOUT ? "timeout" : "failed";
-    metric_inc("rivet_assist_requests_total", "result", result, NULL);
-    metric_observe("rivet_assist_seconds", u.ms / 1000.0, NULL);
-    if (u.cost_usd > 0)
-        metric_add("rivet_assist_cost_usd_total", u.cost_usd, NULL);
-    if (r == 0)
-        log_info("assist.answer", "provider=%s ms=%ld tokens_in=%d tokens_out=%d cost_usd=%.6f%s",
-                 u.provider, u.ms, u.prompt_tokens, u.completion_tokens, u.cost_usd,
-                 u.truncated ? " truncated=1" : "");
-    else
-        log_warn("assist.failed", "err=%s ms=%ld attempts=%d detail=%s", strerror(-r), u.ms,
-                 u.attempts, log_quote(q, sizeof(q), err));
-    return r;
-}
-
-/* The worker's assistant: the LLM providers with ASSIST_TIMEOUT_S as
- * their timeout. 0 (wp->assist NULL without providers) or -ENOMEM. */
-static int assist_new(const struct config *cfg, struct chat_photo *wp)
-{
-    struct llm_provider p[LLM_MAX_PROVIDERS];
-    int n = cfg->n_llm < LLM_MAX_PROVIDERS ? cfg->n_llm : LLM_MAX_PROVIDERS;
-
-    if (n <= 0)
-        return 0;
-    memcpy(p, cfg->llm, sizeof(p[0]) * (size_t)n);
-    for (int i = 0; i < n; i++)
-        if (p[i].timeout_ms > cfg->assist_timeout_s * 1000)
-            p[i].timeout_ms = cfg->assist_timeout_s * 1000;
-    if (llm_new(p, n, NULL, &wp->assist) < 0)
-        return -ENOMEM;
-    wp->ask = (struct msg_ask){.ask = assist_ask,
-                               .ctx = wp,
-                               .max_chars = cfg->assist_max_chars,
-                               .user_per_hour = cfg->assist_user_per_hour,
-                               .factory_per_hour = cfg->assist_factory_per_hour,
-                               .budget_usd = cfg->assist_budget_usd};
-    return 0;
 }
 
 static void *worker_main(void *arg)
@@ -249,7 +185,7 @@ static void *worker_main(void *arg)
     log_set_thread(name);
     if ((ops->worker_new && ops->worker_new(t->ch, &ws) < 0) ||
         photo_reader_new(t->cfg->llm, t->cfg->n_llm, NULL, &wp.pr) < 0 ||
-        assist_new(t->cfg, &wp) < 0 ||
+        assist_new(t->cfg, t->cfg->llm, t->cfg->n_llm, &wp.assist) < 0 ||
         serve_db_connect(t->cfg, ops->prefix, &t->stop_work, &db) < 0 ||
         db_listen(db, QUEUE_INBOX_EVENT) < 0)
         goto out;
@@ -342,7 +278,7 @@ static void *worker_main(void *arg)
 out:
     db_close(db);
     photo_reader_free(wp.pr);
-    llm_free(wp.assist);
+    assist_free(wp.assist);
     free(wp.memo);
     if (ops->worker_free)
         ops->worker_free(ws);

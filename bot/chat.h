@@ -23,7 +23,7 @@
 struct arena;
 struct config;
 struct db;
-struct llm;
+struct assist;
 struct msg_photo;
 struct photo_reader;
 struct photo_result;
@@ -57,8 +57,7 @@ struct chat_photo {
     /* The worker's troubleshooting assistant (chat_ask()): NULL without an
      * LLM. It lives here because this is the worker's state the channel
      * passes to its handler. */
-    struct llm *assist;
-    struct msg_ask ask;
+    struct assist *assist;
 };
 
 /* Fills *p so that a handler can fetch and read the worker's photo. */

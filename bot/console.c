@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "assist.h"
 #include "channels.h"
 #include "db.h"
 #include "handlers.h"
@@ -263,6 +264,7 @@ int cmd_chat(int argc, char **argv)
     struct arena *a = NULL;
     struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct console_photo cp = {0};
+    struct assist *as = NULL;
     struct config cfg;
     struct db *db = NULL;
     int c, echo = 0, buttons = 0, tty, r, n_providers = 0;
@@ -305,7 +307,8 @@ int cmd_chat(int argc, char **argv)
     if (r)
         goto out;
     buf_init(&cp.bytes, OCR_MAX_BYTES);
-    if (photo_reader_new(providers, n_providers, NULL, &cp.pr) < 0 || arena_new(&a) < 0 ||
+    if (photo_reader_new(providers, n_providers, NULL, &cp.pr) < 0 ||
+        assist_new(&cfg, providers, n_providers, &as) < 0 || arena_new(&a) < 0 ||
         !(line = malloc(CONSOLE_LINE_MAX + 1))) {
         r = 1;
         goto out;
@@ -337,7 +340,8 @@ int cmd_chat(int argc, char **argv)
                          .sender_id = ext_id,
                          .sender_name = user ? user : "Admin",
                          .text = line,
-                         .text_len = (size_t)len};
+                         .text_len = (size_t)len,
+                         .ask = assist_msg(as)};
         if (console_photo_msg(&cp, &m, &ph) && echo) {
             printf("> %s\n", line);
             echo = 2; /* the line was echoed as typed */
@@ -353,6 +357,7 @@ out:
     arena_free(a);
     buf_free(&cp.bytes);
     photo_reader_free(cp.pr);
+    assist_free(as);
     db_close(db);
     return r;
 }

@@ -1,0 +1,100 @@
+/* The troubleshooting assistant (assist.h). */
+#include "assist.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "config.h"
+#include "llm.h"
+#include "log.h"
+#include "metrics.h"
+
+struct assist {
+    struct llm *llm;
+    struct msg_ask ask;
+};
+
+/* struct msg_ask's ask: one question to the LLM chain, measured. */
+static int ask(void *ctx, struct arena *a, const char *system, const char *question,
+               struct ask_answer *out)
+{
+    struct assist *as = ctx;
+    /* An answer of max_chars characters, at most 4 bytes each. */
+    size_t cap = (size_t)as->ask.max_chars * 4 + 1;
+    char *text = arena_alloc(a, cap), err[200] = "", q[300];
+    struct llm_usage u = {0};
+    const char *result;
+    int r;
+
+    if (!text)
+        return -ENOMEM;
+    /* About 3 characters a token, with room for a closing sentence. */
+    r = llm_chat(as->llm, system, question, as->ask.max_chars / 3 + 64, text, cap, &u, err,
+                 sizeof(err));
+    *out = (struct ask_answer){.text = r == 0 ? text : NULL,
+                               .truncated = u.truncated,
+                               .provider = arena_strdup(a, u.provider),
+                               .model = arena_strdup(a, u.model),
+                               .ms = u.ms,
+                               .prompt_tokens = u.prompt_tokens,
+                               .completion_tokens = u.completion_tokens,
+                               .cost_usd = u.cost_usd};
+    result = r == 0 ? "ok" : r == -ETIMEDOUT ? "timeout" : "failed";
+    metric_inc("rivet_assist_requests_total", "result", result, NULL);
+    metric_observe("rivet_assist_seconds", u.ms / 1000.0, NULL);
+    if (u.cost_usd > 0)
+        metric_add("rivet_assist_cost_usd_total", u.cost_usd, NULL);
+    if (r == 0)
+        log_info("assist.answer", "provider=%s ms=%ld tokens_in=%d tokens_out=%d cost_usd=%.6f%s",
+                 u.provider, u.ms, u.prompt_tokens, u.completion_tokens, u.cost_usd,
+                 u.truncated ? " truncated=1" : "");
+    else
+        log_warn("assist.failed", "err=%s ms=%ld attempts=%d detail=%s", strerror(-r), u.ms,
+                 u.attempts, log_quote(q, sizeof(q), err));
+    return r;
+}
+
+int assist_new(const struct config *cfg, const struct llm_provider *providers, int n,
+               struct assist **ret)
+{
+    struct llm_provider p[LLM_MAX_PROVIDERS];
+    struct assist *as;
+
+    *ret = NULL;
+    if (n <= 0)
+        return 0;
+    if (n > LLM_MAX_PROVIDERS)
+        n = LLM_MAX_PROVIDERS;
+    memcpy(p, providers, sizeof(p[0]) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        if (p[i].timeout_ms > cfg->assist_timeout_s * 1000)
+            p[i].timeout_ms = cfg->assist_timeout_s * 1000;
+    as = calloc(1, sizeof(*as));
+    if (!as || llm_new(p, n, NULL, &as->llm) < 0) {
+        free(as);
+        return -ENOMEM;
+    }
+    as->ask = (struct msg_ask){.ask = ask,
+                               .ctx = as,
+                               .max_chars = cfg->assist_max_chars,
+                               .user_per_hour = cfg->assist_user_per_hour,
+                               .factory_per_hour = cfg->assist_factory_per_hour,
+                               .budget_usd = cfg->assist_budget_usd};
+    *ret = as;
+    return 0;
+}
+
+void assist_free(struct assist *as)
+{
+    if (!as)
+        return;
+    llm_free(as->llm);
+    free(as);
+}
+
+const struct msg_ask *assist_msg(const struct assist *as)
+{
+    return as ? &as->ask : NULL;
+}
