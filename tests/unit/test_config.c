@@ -533,6 +533,49 @@ static void test_config_telegram_webhook(void **state)
     assert_refused("TELEGRAM_WEBHOOK_URL", "ABCsecret");
 }
 
+/* ---- the troubleshooting assistant ---- */
+
+static const char *const assist_vars[] = {"ASSIST_TIMEOUT_S", "ASSIST_MAX_CHARS",
+                                          "ASSIST_USER_PER_HOUR", "ASSIST_FACTORY_PER_HOUR",
+                                          "ASSIST_MONTHLY_BUDGET_USD"};
+
+static int assist_env_clean(void **state)
+{
+    cfg_env_clean(state);
+    for (size_t i = 0; i < sizeof(assist_vars) / sizeof(assist_vars[0]); i++)
+        unsetenv(assist_vars[i]);
+    return 0;
+}
+
+static void test_config_assist(void **state)
+{
+    static const char *const bad_budget[] = {"ten", "-1", "1e7", "5 USD", "nan", "inf"};
+    struct config cfg;
+    char err[256] = "";
+
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.assist_timeout_s, 20);
+    assert_int_equal(cfg.assist_max_chars, 1500);
+    assert_int_equal(cfg.assist_user_per_hour, 10);
+    assert_int_equal(cfg.assist_factory_per_hour, 100);
+    assert_true(cfg.assist_budget_usd == 20);
+    setenv("ASSIST_MONTHLY_BUDGET_USD", "2.50", 1);
+    setenv("ASSIST_USER_PER_HOUR", "0", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_true(cfg.assist_budget_usd == 2.5);
+    assert_int_equal(cfg.assist_user_per_hour, 0);
+    for (size_t i = 0; i < sizeof(bad_budget) / sizeof(bad_budget[0]); i++) {
+        setenv("ASSIST_MONTHLY_BUDGET_USD", bad_budget[i], 1);
+        assert_refused("ASSIST_MONTHLY_BUDGET_USD", NULL);
+    }
+    unsetenv("ASSIST_MONTHLY_BUDGET_USD");
+    setenv("ASSIST_MAX_CHARS", "100", 1);
+    assert_refused("ASSIST_MAX_CHARS", NULL);
+    setenv("ASSIST_MAX_CHARS", "3500", 1);
+    setenv("ASSIST_TIMEOUT_S", "0", 1);
+    assert_refused("ASSIST_TIMEOUT_S", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -557,6 +600,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_http_listen, web_env_clean, web_env_clean),
         cmocka_unit_test_setup_teardown(test_config_whatsapp, web_env_clean, web_env_clean),
         cmocka_unit_test_setup_teardown(test_config_telegram_webhook, web_env_clean, web_env_clean),
+        cmocka_unit_test_setup_teardown(test_config_assist, assist_env_clean, assist_env_clean),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
