@@ -738,7 +738,7 @@ int intent_parse(struct arena *a, const char *text, size_t len, struct intent *o
 {
     pcre2_match_data *md = NULL;
     struct norm n;
-    struct span loc, mach, sym, num, fault, taken[4];
+    struct span loc = {0}, mach = {0}, sym = {0}, num = {0}, fault = {0}, taken[4];
     int n_taken = 0, r = 0;
     size_t i = 0;
     bool have_mach = false, have_sym, numbered = false;

@@ -22,13 +22,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "arena.h"
 #include "db.h"
 #include "handlers.h"
 #include "intent.h"
 
 #define MAX_PHRASES 1024
-#define USER "bench-tech"
+/* The console user, one per factory (console names are unique). */
+static char user_id[64];
 
 struct phrase {
     char *text, *kind;
@@ -108,8 +111,8 @@ static double pct(double *v, int n, double p)
 static double say(struct db *db, const char *text)
 {
     struct msg m = {.channel = CHANNEL_CONSOLE,
-                    .sender_id = USER,
-                    .sender_name = USER,
+                    .sender_id = user_id,
+                    .sender_name = user_id,
                     .text = text,
                     .text_len = strlen(text)};
     struct arena *a = NULL;
@@ -171,10 +174,12 @@ int main(int argc, char **argv)
 
     /* The factory: the fixture machines, then the generated ones. */
     snprintf(name, sizeof(name), "Bench Plain %ld", (long)getpid());
-    if ((r = db_begin(db)) < 0 || (r = db_factory_create(db, a, name, &fac)) < 0 ||
-        (r = db_user_create(db, a, fac.id, CHANNEL_CONSOLE, USER, "Bench Tech", "technician", &u)) <
-            0)
+    if ((r = db_begin(db)) < 0 || (r = db_factory_create(db, a, name, &fac)) < 0)
         die("factory", r, db);
+    snprintf(user_id, sizeof(user_id), "bench-tech-%lld", (long long)fac.id);
+    r = db_user_create(db, a, fac.id, CHANNEL_CONSOLE, user_id, "Bench Tech", "technician", &u);
+    if (r < 0)
+        die("user", r, db);
     snprintf(path, sizeof(path), "%s/intents/factory.tsv", fixtures);
     table = slurp(path);
     if (!table)
@@ -220,6 +225,17 @@ int main(int argc, char **argv)
     if ((r = db_commit(db)) < 0)
         die("commit", r, db);
     free(table);
+    {
+        /* Fresh statistics, as autovacuum would give a loaded table: the
+         * plans measured are the ones a running plant gets. */
+        PGconn *c = PQconnectdb(url);
+        PGresult *res = PQexec(c, "ANALYZE equipment");
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK)
+            fprintf(stderr, "plain_bench: ANALYZE: %s", PQerrorMessage(c));
+        PQclear(res);
+        PQfinish(c);
+    }
 
     /* The phrases, with their baseline. */
     snprintf(path, sizeof(path), "%s/intents/heldout.tsv", fixtures);

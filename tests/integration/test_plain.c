@@ -109,7 +109,7 @@ static int setup(void **state)
     table = read_file(FACTORY_TSV);
     assert_non_null(table);
     for (line = table; line && *line; line = next) {
-        char *col[7];
+        char *col[7] = {0};
 
         next = strchr(line, '\n');
         if (next)
@@ -275,7 +275,7 @@ static void test_heldout_table(void **state)
     assert_non_null(table);
     assert_int_equal(arena_new(&a), 0);
     for (line = table; line && *line; line = next) {
-        char *col[4], buf[32];
+        char *col[4] = {0}, buf[32];
         const char *reply, *shown;
         struct intent in;
         struct timespec t0, t1;
@@ -357,7 +357,7 @@ static void test_proposal_created_on_tap(void **state)
     struct fixture *f = *state;
     const char *eq = number_of(f, "p3a"), *create;
     long long before = count(f, "SELECT count(*) FROM work_orders");
-    char sql[256], create_cmd[BUTTON_DATA_MAX + 1];
+    char sql[256], create_cmd[sizeof(said_data)];
 
     say(f, USER, "pump 3 on line 2 is leaking again", NULL, NULL, NULL);
     pgtest_assert_starts_with(said, "📝 New work order?");
@@ -394,7 +394,7 @@ static void test_proposal_edit_cancel_expire(void **state)
 {
     struct fixture *f = *state;
     long long before = count(f, "SELECT count(*) FROM work_orders");
-    char cancel[BUTTON_DATA_MAX + 1], edit[BUTTON_DATA_MAX + 1], ctx[32], create[80];
+    char cancel[sizeof(said_data)], edit[sizeof(said_data)], ctx[32], create[80];
     long long id;
 
     say(f, USER, "chiller 1 vibrating a lot", NULL, NULL, NULL);
@@ -446,7 +446,7 @@ static void test_ambiguous_machine_asks(void **state)
 {
     struct fixture *f = *state;
     const char *a3 = number_of(f, "p3a"), *b3 = number_of(f, "p3b");
-    char choose[BUTTON_DATA_MAX + 1], none[BUTTON_DATA_MAX + 1], prefix[64], ctx[32];
+    char choose[sizeof(said_data)], none[sizeof(said_data)], prefix[64], ctx[32];
     long long id;
 
     say(f, USER, "pump 3 is leaking", NULL, NULL, NULL);
