@@ -323,6 +323,9 @@ static void *sender_main(void *arg)
             if (db_queue_purge(db, ops->channel, QUEUE_KEEP_DAYS, &gone) == 0 && gone > 0)
                 log_info("chat.purged", "channel=%s rows=%ld days=%d", ops->channel, gone,
                          QUEUE_KEEP_DAYS);
+            /* Proposals nobody decided: every channel's sender may find some. */
+            if (db_drafts_purge(db, QUEUE_KEEP_DAYS, &gone) == 0 && gone > 0)
+                log_info("chat.drafts_purged", "rows=%ld days=%d", gone, QUEUE_KEEP_DAYS);
             last_purge = started;
         }
 

@@ -111,6 +111,24 @@ int db_draft_decide(struct db *db, int64_t factory_id, int64_t id, const char *s
                     NULL);
 }
 
+int db_drafts_purge(struct db *db, int days, long *gone)
+{
+    static const struct db_stmt st = {"drafts_purge",
+                                      "DELETE FROM wo_drafts WHERE status <> 'created' "
+                                      "AND created_at < now() - make_interval(days => $1::int)",
+                                      1};
+    struct db_num d;
+    PGresult *res;
+    int r;
+
+    r = db_query(db, &st, (const char *[]){db_num(&d, days)}, &res);
+    if (r < 0)
+        return r;
+    *gone = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
 int db_wo_set_description(struct db *db, int64_t factory_id, int64_t wo_id, const char *description)
 {
     static const struct db_stmt st = {

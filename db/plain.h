@@ -38,6 +38,11 @@ int db_draft_set(struct db *db, int64_t factory_id, int64_t id, int64_t equipmen
 int db_draft_decide(struct db *db, int64_t factory_id, int64_t id, const char *status,
                     int64_t wo_id);
 
+/* Deletes the proposals nobody decided, or that were cancelled, more than
+ * days ago (a created one stays: it records how its work order began);
+ * *gone gets how many. Every factory's: run by the hourly purge. */
+int db_drafts_purge(struct db *db, int days, long *gone);
+
 /* Sets a work order's description (the message it was reported with). */
 int db_wo_set_description(struct db *db, int64_t factory_id, int64_t wo_id,
                           const char *description);

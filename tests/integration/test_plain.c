@@ -26,6 +26,7 @@
 #include "handlers.h"
 #include "intent.h"
 #include "pgtest.h"
+#include "plain.h"
 
 #define FACTORY_TSV FIXTURES "/intents/factory.tsv"
 #define HELDOUT_TSV FIXTURES "/intents/heldout.tsv"
@@ -434,6 +435,18 @@ static void test_proposal_edit_cancel_expire(void **state)
     say(f, USER, create, NULL, NULL, NULL);
     pgtest_assert_starts_with(said, "That proposal expired");
     assert_int_equal(count(f, "SELECT count(*) FROM work_orders"), before);
+
+    /* The hourly purge takes undecided and cancelled proposals a week
+     * old, never one that became a work order. */
+    {
+        long gone = -1;
+        long long created = count(f, "SELECT count(*) FROM wo_drafts WHERE status = 'created'");
+
+        PQclear(PQexec(f->c, "UPDATE wo_drafts SET created_at = now() - interval '8 days'"));
+        assert_int_equal(db_drafts_purge(f->db, 7, &gone), 0);
+        assert_true(gone >= 2);
+        assert_int_equal(count(f, "SELECT count(*) FROM wo_drafts"), created);
+    }
 
     /* Forged ids: another factory's, none, not a number. */
     say(f, USER, "/wo draft 999999 create", NULL, NULL, NULL);
