@@ -14,7 +14,39 @@
 struct assist {
     struct llm *llm;
     struct msg_ask ask;
+    int64_t row;
+    /* The last answer, for a retry of its row (assist_row()). */
+    int64_t memo_row;
+    char *memo_question, *memo_text;
+    struct llm_usage memo_usage;
 };
+
+static void memo_clear(struct assist *as)
+{
+    free(as->memo_question);
+    free(as->memo_text);
+    as->memo_question = as->memo_text = NULL;
+    as->memo_row = 0;
+}
+
+void assist_row(struct assist *as, int64_t inbox_id)
+{
+    if (as)
+        as->row = inbox_id;
+}
+
+static void answer_from(struct arena *a, const char *text, const struct llm_usage *u,
+                        struct ask_answer *out)
+{
+    *out = (struct ask_answer){.text = text,
+                               .truncated = u->truncated,
+                               .provider = arena_strdup(a, u->provider),
+                               .model = arena_strdup(a, u->model),
+                               .ms = u->ms,
+                               .prompt_tokens = u->prompt_tokens,
+                               .completion_tokens = u->completion_tokens,
+                               .cost_usd = u->cost_usd};
+}
 
 /* struct msg_ask's ask: one question to the LLM chain, measured. */
 static int ask(void *ctx, struct arena *a, const char *system, const char *question,
@@ -30,17 +62,25 @@ static int ask(void *ctx, struct arena *a, const char *system, const char *quest
 
     if (!text)
         return -ENOMEM;
+    if (as->row && as->memo_row == as->row && as->memo_question &&
+        strcmp(as->memo_question, question) == 0) {
+        answer_from(a, arena_strdup(a, as->memo_text), &as->memo_usage, out);
+        log_info("assist.again", "inbox=%lld (the answer already paid for)", (long long)as->row);
+        return out->text ? 0 : -ENOMEM;
+    }
     /* About 3 characters a token, with room for a closing sentence. */
     r = llm_chat(as->llm, system, question, as->ask.max_chars / 3 + 64, text, cap, &u, err,
                  sizeof(err));
-    *out = (struct ask_answer){.text = r == 0 ? text : NULL,
-                               .truncated = u.truncated,
-                               .provider = arena_strdup(a, u.provider),
-                               .model = arena_strdup(a, u.model),
-                               .ms = u.ms,
-                               .prompt_tokens = u.prompt_tokens,
-                               .completion_tokens = u.completion_tokens,
-                               .cost_usd = u.cost_usd};
+    answer_from(a, r == 0 ? text : NULL, &u, out);
+    if (r == 0 && as->row) {
+        memo_clear(as);
+        as->memo_question = strdup(question);
+        as->memo_text = strdup(text);
+        if (as->memo_question && as->memo_text) {
+            as->memo_row = as->row;
+            as->memo_usage = u;
+        }
+    }
     result = r == 0 ? "ok" : r == -ETIMEDOUT ? "timeout" : "failed";
     metric_inc("rivet_assist_requests_total", "result", result, NULL);
     metric_observe("rivet_assist_seconds", u.ms / 1000.0, NULL);
@@ -90,6 +130,7 @@ void assist_free(struct assist *as)
 {
     if (!as)
         return;
+    memo_clear(as);
     llm_free(as->llm);
     free(as);
 }

@@ -21,4 +21,10 @@ void assist_free(struct assist *as);
 /* For struct msg: NULL when as is NULL. */
 const struct msg_ask *assist_msg(const struct assist *as);
 
+/* The inbox row being handled (0: none, the console). When the handler of
+ * the same row asks the same question again (a retry after a database
+ * error), the answer it already got is given again rather than paid for
+ * twice. Accepts NULL. */
+void assist_row(struct assist *as, int64_t inbox_id);
+
 #endif

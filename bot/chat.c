@@ -231,6 +231,7 @@ static void *worker_main(void *arg)
              * the row stays locked for recording the failed attempt: no
              * other worker takes it up before its backoff. */
             r = db_savepoint(db, "handler");
+            assist_row(wp.assist, it.id);
             if (r == 0)
                 r = ops->handle(t->ch, ws, &wp, db, a, &it, &h);
             buf_free(&wp.bytes);

@@ -31,6 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "arena.h"
+#include "assist.h"
+#include "config.h"
 #include "llm.h"
 
 #ifndef FAKE_LLM
@@ -1060,6 +1063,66 @@ static void test_chat_cancel(void **state)
 }
 
 /* Last: the fake itself saw nothing it could not handle. */
+/* ---- the assistant (bot/assist.c) over the client ---- */
+
+static double wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_assist(void **state)
+{
+    struct config cfg = {.assist_timeout_s = 1,
+                         .assist_max_chars = 300,
+                         .assist_user_per_hour = 10,
+                         .assist_factory_per_hour = 100,
+                         .assist_budget_usd = 5};
+    /* The provider allows 30 s; ASSIST_TIMEOUT_S (1 s) wins. */
+    struct llm_provider p = provider("a", "/a/v1", KEY, 30000);
+    const struct msg_ask *ask;
+    struct ask_answer ans;
+    struct assist *as = NULL;
+    struct arena *a = NULL;
+    double t0;
+
+    assert_int_equal(assist_new(&cfg, &p, 0, &as), 0);
+    assert_null(as);
+    assert_null(assist_msg(as));
+    assert_int_equal(assist_new(&cfg, &p, 1, &as), 0);
+    ask = assist_msg(as);
+    assert_non_null(ask);
+    assert_int_equal(ask->max_chars, 300);
+    assert_int_equal(arena_new(&a), 0);
+
+    answers("[{\"content\": \"First answer.\"}, {\"content\": \"Second answer.\"}]");
+    assist_row(as, 41);
+    assert_int_equal(ask->ask(ask->ctx, a, "Be careful.", "Why does it trip?", &ans), 0);
+    assert_string_equal(ans.text, "First answer.");
+    assert_string_equal(ans.provider, "a");
+    /* The same row handled again (a retry): the answer it got, not a new call. */
+    assert_int_equal(ask->ask(ask->ctx, a, "Be careful.", "Why does it trip?", &ans), 0);
+    assert_string_equal(ans.text, "First answer.");
+    assert_int_equal(request_count(), 1);
+    /* Another row asks. */
+    assist_row(as, 42);
+    assert_int_equal(ask->ask(ask->ctx, a, "Be careful.", "Why does it trip?", &ans), 0);
+    assert_string_equal(ans.text, "Second answer.");
+    assert_int_equal(request_count(), 2);
+
+    /* A provider that never answers: cut at ASSIST_TIMEOUT_S. */
+    answers("[{\"fault\": \"timeout\"}]");
+    assist_row(as, 43);
+    t0 = wall_ms();
+    assert_int_equal(ask->ask(ask->ctx, a, "Be careful.", "And now?", &ans), -ETIMEDOUT);
+    assert_null(ans.text);
+    assert_true(wall_ms() - t0 < 5000);
+    arena_free(a);
+    assist_free(as);
+}
+
 static void test_fake_had_no_errors(void **state)
 {
     json_t *r = requests();
@@ -1097,6 +1160,7 @@ int main(void)
         cmocka_unit_test_setup(test_chat_bad_answers, reset),
         cmocka_unit_test_setup(test_chat_wrong_key, reset),
         cmocka_unit_test_setup(test_chat_cancel, reset),
+        cmocka_unit_test_setup(test_assist, reset),
         cmocka_unit_test(test_fake_had_no_errors),
     };
     int r;
