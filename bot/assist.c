@@ -65,11 +65,12 @@ static int ask(void *ctx, struct arena *a, const char *system, const char *quest
     if (as->row && as->memo_row == as->row && as->memo_question &&
         strcmp(as->memo_question, question) == 0) {
         answer_from(a, arena_strdup(a, as->memo_text), &as->memo_usage, out);
-        log_info("assist.again", "inbox=%lld (the answer already paid for)", (long long)as->row);
+        log_info("assist.again", "inbox=%lld memo=1", (long long)as->row);
         return out->text ? 0 : -ENOMEM;
     }
-    /* About 3 characters a token, with room for a closing sentence. */
-    r = llm_chat(as->llm, system, question, as->ask.max_chars / 3 + 64, text, cap, &u, err,
+    /* About 3 characters a token in English, 2 in Cyrillic or Greek: room
+     * for those, with a closing sentence; the answer is cut to max_chars. */
+    r = llm_chat(as->llm, system, question, as->ask.max_chars / 2 + 64, text, cap, &u, err,
                  sizeof(err));
     answer_from(a, r == 0 ? text : NULL, &u, out);
     if (r == 0 && as->row) {
@@ -116,6 +117,8 @@ int assist_new(const struct config *cfg, const struct llm_provider *providers, i
         free(as);
         return -ENOMEM;
     }
+    /* The question's whole wait, however many providers are tried. */
+    llm_set_total_timeout(as->llm, cfg->assist_timeout_s * 1000);
     as->ask = (struct msg_ask){.ask = ask,
                                .ctx = as,
                                .max_chars = cfg->assist_max_chars,

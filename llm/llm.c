@@ -64,6 +64,8 @@ struct llm {
     size_t body_len, body_cap;
     bool too_big;
     long retry_after; /* seconds, from the answer's Retry-After; 0 when none */
+    int total_ms;     /* llm_set_total_timeout(); 0: none */
+    int64_t deadline; /* now_ms() by which the call in progress ends; 0: none */
 };
 
 /* ---- time and small text helpers ---- */
@@ -942,6 +944,12 @@ int llm_new(const struct llm_provider *providers, int n, volatile int *stop, str
     return 0;
 }
 
+void llm_set_total_timeout(struct llm *l, int ms)
+{
+    if (l)
+        l->total_ms = ms > 0 ? ms : 0;
+}
+
 void llm_free(struct llm *l)
 {
     if (!l)
@@ -1062,7 +1070,11 @@ static char *chat_body(const struct llm_provider *p, const struct request *q, si
     req = json_pack("{s:s, s:f, s:i}", "model", p->model, "temperature", LLM_CHAT_TEMPERATURE,
                     "max_tokens", q->max_tokens);
     msgs = json_array();
-    if (!req || json_object_set_new(req, "messages", msgs) < 0)
+    if (!req) {
+        json_decref(msgs);
+        goto out;
+    }
+    if (json_object_set_new(req, "messages", msgs) < 0)
         goto out;
     if (q->system && q->system[0] &&
         json_array_append_new(msgs,
@@ -1170,6 +1182,15 @@ static struct exchange post(struct llm *l, const struct llm_provider *p, const c
     long timeout = p->timeout_ms > 0 ? p->timeout_ms : LLM_TIMEOUT_DEFAULT_S * 1000;
     CURLcode c;
 
+    if (l->deadline) { /* what is left of the whole call's time */
+        int64_t left = l->deadline - now_ms();
+        if (left <= 0) {
+            x.r = -ETIMEDOUT;
+            return x;
+        }
+        if (left < timeout)
+            timeout = (long)left;
+    }
     x.r = -ENOMEM;
     if (asprintf(&url, "%s/chat/completions", p->url) < 0) {
         url = NULL;
@@ -1330,7 +1351,10 @@ static struct attempt ask(struct llm *l, int i, const struct request *q, struct 
             if (a.r == 0) {
                 usage->truncated = u.truncated;
             } else {
-                a.counts = a.r != -ENOMEM;
+                /* A chat answer without text is the model's doing (a
+                 * refusal, max_tokens spent on reasoning): the provider is
+                 * up, and nameplate reads must not be held back for it. */
+                a.counts = a.r != -ENOMEM && q->kind != REQ_CHAT;
                 err_add(err, errn, "%s: %s", p->name,
                         a.r == -E2BIG    ? "answer too large"
                         : a.r == -ENOMEM ? "out of memory"
@@ -1394,6 +1418,7 @@ static int run_chain(struct llm *l, const struct request *q, struct llm_usage *u
 {
     int r = -EAGAIN; /* stays so when every provider is skipped */
 
+    l->deadline = l->total_ms > 0 ? now_ms() + l->total_ms : 0;
     for (int i = 0; i < l->n; i++) {
         const struct llm_provider *p = &l->p[i];
         int64_t left = skip_remaining(l->key[i], now_ms());
@@ -1408,6 +1433,11 @@ static int run_chain(struct llm *l, const struct request *q, struct llm_usage *u
             err_add(err, errn, "%s: skipped for %lld s more", p->name,
                     (long long)((left + 999) / 1000));
             continue;
+        }
+        if (l->deadline && now_ms() >= l->deadline) {
+            r = -ETIMEDOUT;
+            err_add(err, errn, "%s: not tried, out of time", p->name);
+            break;
         }
         usage->attempts++;
         a = ask(l, i, q, usage, err, errn);

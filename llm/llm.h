@@ -59,6 +59,11 @@ struct llm;
 int llm_new(const struct llm_provider *providers, int n, volatile int *stop, struct llm **ret);
 void llm_free(struct llm *l);
 
+/* Bounds every later call through l, the whole chain together, to ms (0:
+ * no bound beyond each provider's own timeout): a provider gets what is
+ * left, and one not tried in time gives -ETIMEDOUT. */
+void llm_set_total_timeout(struct llm *l, int ms);
+
 /* What one call cost. */
 struct llm_usage {
     char provider[32]; /* the provider that answered, "" when none did */
@@ -89,7 +94,9 @@ int llm_read_nameplate(struct llm *l, const void *image, size_t len, const char 
  * temperature 0.2, no response_format. Same chain (the next provider on
  * any failure but a cancel), skipping, timeouts, cancelling and cost
  * estimate as llm_read_nameplate; a failure here counts towards skipping
- * the provider for nameplates too, and the other way round.
+ * the provider for nameplates too, and the other way round, except an
+ * answer without text (a refusal, a model that spent max_tokens thinking):
+ * the provider is up.
  *
  * system and user are borrowed, valid UTF-8, together at most
  * LLM_MAX_PROMPT bytes; user is not empty. The answer (llm_parse_text: the

@@ -1062,7 +1062,6 @@ static void test_chat_cancel(void **state)
     llm_free(l);
 }
 
-/* Last: the fake itself saw nothing it could not handle. */
 /* ---- the assistant (bot/assist.c) over the client ---- */
 
 static double wall_ms(void)
@@ -1119,10 +1118,30 @@ static void test_assist(void **state)
     assert_int_equal(ask->ask(ask->ctx, a, "Be careful.", "And now?", &ans), -ETIMEDOUT);
     assert_null(ans.text);
     assert_true(wall_ms() - t0 < 5000);
-    arena_free(a);
     assist_free(as);
+
+    /* Two providers that never answer: the question's 1 s is for both,
+     * not 1 s each; the second is not tried. */
+    {
+        struct llm_provider two[2] = {provider("a", "/a/v1", KEY, 30000),
+                                      provider("b", "/b/v1", KEY, 30000)};
+        int before;
+
+        llm_reset_skips();
+        assert_int_equal(assist_new(&cfg, two, 2, &as), 0);
+        ask = assist_msg(as);
+        answers("[{\"fault\": \"timeout\", \"times\": 2}]");
+        before = request_count();
+        t0 = wall_ms();
+        assert_int_equal(ask->ask(ask->ctx, a, "Be careful.", "Still there?", &ans), -ETIMEDOUT);
+        assert_true(wall_ms() - t0 < 1900);
+        assert_int_equal(request_count() - before, 1);
+        assist_free(as);
+    }
+    arena_free(a);
 }
 
+/* Last: the fake itself saw nothing it could not handle. */
 static void test_fake_had_no_errors(void **state)
 {
     json_t *r = requests();
