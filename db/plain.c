@@ -212,15 +212,27 @@ int db_outbox_context(struct db *db, struct arena *a, const char *channel, const
                       const char *remote_id, const char **context)
 {
     /* An edit records the same remote id as the message it replaced: the
-     * newest row says what the message shows now. */
+     * newest row says what the message shows now (a page of a list edited
+     * over a card shows nothing in particular). */
     static const struct db_stmt st = {
         "outbox_context",
         "SELECT context FROM outbox WHERE channel = $1 AND remote_id = $3 AND chat_id = $2 "
-        "AND context IS NOT NULL ORDER BY id DESC LIMIT 1",
+        "ORDER BY id DESC LIMIT 1",
         3};
+    PGresult *res;
+    int r;
 
-    *context = db_first_str(db, a, &st, (const char *[]){channel, chat_id, remote_id});
-    return *context ? 0 : -ENOENT;
+    *context = NULL;
+    r = db_query(db, &st, (const char *[]){channel, chat_id, remote_id}, &res);
+    if (r < 0)
+        return r;
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)) {
+        PQclear(res);
+        return -ENOENT;
+    }
+    *context = db_str(a, res, 0, 0);
+    PQclear(res);
+    return *context ? 0 : -ENOMEM;
 }
 
 int db_llm_use(struct db *db, int64_t factory_id, int64_t user_id, struct llm_use *ret)

@@ -169,7 +169,7 @@ static struct reply *alarm_card(struct hctx *ctx, const struct alarm *al, bool e
         rb_addf(&rb, "⏫ Escalated to the supervisors\n");
     rb_addf(&rb, "%s %s · alarm #%lld\n", priority_emoji(al->severity), upper(&c, al->severity),
             id);
-    rb.context = arena_printf(c.a, "alarm:%lld", id);
+    rb.context = reply_context(c.a, al->factory_id, "alarm", arena_printf(c.a, "%lld", id));
     if (al->equipment_number)
         rb_addf(&rb, "%s · %s (device %s)\n", clip(&c, al->equipment_label, 60),
                 al->equipment_number, al->device_key);
@@ -378,14 +378,18 @@ int alarms_of_machine(struct hctx *ctx, const struct equipment *e)
         return 0;
     }
     rb_init(&rb);
-    rb.context = arena_printf(ctx->a, "eq:%s", e->number);
+    rb.context = reply_context(ctx->a, ctx->user.factory_id, "eq", e->number);
     rb_addf(&rb, "🚨 Open alarms on %s %s\n", e->number,
             clip(ctx, e->name ? e->name : e->model, 40));
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, k = 0; i < n; i++) {
         rb_addf(&rb, "%s\n", alarm_line(ctx, &v[i]));
-        if (!v[i].acknowledged)
-            rb_button(ctx, &rb, arena_printf(ctx->a, "✅ #%lld", (long long)v[i].id),
-                      arena_printf(ctx->a, "/ack %lld", (long long)v[i].id));
+        if (v[i].acknowledged)
+            continue;
+        if (k > 0 && k % 3 == 0) /* three to a row, as in /alerts */
+            rb_row(&rb);
+        rb_button(ctx, &rb, arena_printf(ctx->a, "✅ #%lld", (long long)v[i].id),
+                  arena_printf(ctx->a, "/ack %lld", (long long)v[i].id));
+        k++;
     }
     if (n == LIST_PAGE)
         rb_addf(&rb, "…the newest %d; all of them: /alerts\n", LIST_PAGE);

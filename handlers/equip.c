@@ -59,7 +59,7 @@ void equip_card(struct hctx *ctx, const char *headline, const struct equipment *
     }
     rb_init(&rb);
     rb_addf(&rb, "%s%s\n%s %s\n", headline, e->number, e->manufacturer, e->model);
-    rb.context = arena_printf(ctx->a, "eq:%s", e->number);
+    rb.context = reply_context(ctx->a, ctx->user.factory_id, "eq", e->number);
     if (e->name)
         rb_addf(&rb, "Name: %s\n", e->name);
     if (e->serial)

@@ -101,9 +101,9 @@ struct reply {
      * send approved templates to some users (WhatsApp outside its 24-hour
      * window) sends these as its alarm template. */
     bool alarm;
-    /* What the message shows ("wo:WO-2026-000012", "eq:EQ-…", "alarm:17",
-     * "draft:5"), recorded with it: a reply to it is read in this context
-     * (msg.context). NULL: nothing in particular. */
+    /* What the message shows ("wo:12:WO-2026-000012": kind, factory,
+     * value; reply_context()), recorded with it: a reply to it is read in
+     * this context (msg.context). NULL: nothing in particular. */
     const char *context;
     struct reply *next;
 };

@@ -45,6 +45,11 @@ void rb_button(struct hctx *ctx, struct rb *rb, const char *text, const char *da
 /* Starts a new row of buttons. */
 void rb_row(struct rb *rb);
 
+/* What a message shows, for struct reply's context:
+ * "KIND:FACTORY:VALUE" ("wo:12:WO-2026-000001") (arena). The factory is
+ * checked when a reply to the message comes back. */
+const char *reply_context(struct arena *a, int64_t factory_id, const char *kind, const char *value);
+
 /* Appends the reply to ctx's list and frees the builder. */
 void rb_send(struct hctx *ctx, struct rb *rb);
 

@@ -29,14 +29,29 @@
 #define MAX_CHOICES 3
 /* Candidates fetched before the numbers in the words are checked. */
 #define MAX_CANDIDATES 12
-/* A best candidate this far ahead of the next is taken without asking. */
+/* A best candidate this far ahead of the next is taken without asking, if
+ * its words appear as typed or it scores at least SURE_SCORE. */
 #define CLEAR_LEAD 0.2
+#define SURE_SCORE 0.6
 
 static const char commands_hint[] = "Try it in plain words:\n"
                                     "• \"pump 3 on line 2 is leaking\" to report a fault\n"
                                     "• \"what's open on pump 3\" · \"status of WO-2026-000012\"\n"
                                     "• \"my work orders\" · \"what's open\" · \"any alarms\"\n"
                                     "Or the commands: /equip · /wo · /stats · /alerts · /help";
+
+/* Counts words: the assistant is not asked about "ok" or "thanks". */
+static int words(const char *s)
+{
+    int n = 0;
+
+    for (bool in = false; *s; s++) {
+        bool sp = *s == ' ' || *s == '\t' || *s == '\n';
+        n += !sp && !in;
+        in = !sp;
+    }
+    return n;
+}
 
 /* ---- which machine ---- */
 
@@ -61,6 +76,8 @@ static int number_tokens(struct hctx *ctx, const char *words, char **tok, int ma
                 s++;
                 l--;
             }
+            while (l && strchr(".!?", s[l - 1]))
+                l--; /* "pump 3." */
             t = arena_strndup(ctx->a, s, l);
             if (t && *t) {
                 for (char *q = t; *q; q++)
@@ -105,9 +122,40 @@ static char *lower_dup(struct hctx *ctx, const char *s)
     return d;
 }
 
+/* Whether every word of place is a whole word of the machine's location:
+ * "line 1" is at "Line 1", not at "Line 12"; "hall b" not at "Hall B2". */
+static bool at_place(struct hctx *ctx, const struct equipment *e, const char *place)
+{
+    const char *loc = e->location ? lower_dup(ctx, e->location) : NULL;
+    const char *p = place ? lower_dup(ctx, place) : NULL;
+    bool any = false;
+
+    if (!loc || !p)
+        return false;
+    while (*p) {
+        size_t len = strcspn(p, " \t\n,;:()/");
+
+        if (len) {
+            const char *w = arena_strndup(ctx->a, p, len), *at;
+            bool found = false;
+
+            for (at = loc; w && !found && (at = strstr(at, w)); at++)
+                found = (at == loc || !isalnum((unsigned char)at[-1])) &&
+                        !isalnum((unsigned char)at[len]);
+            if (!found)
+                return false;
+            any = true;
+        }
+        p += len;
+        p += strspn(p, " \t\n,;:()/");
+    }
+    return any;
+}
+
 struct machine {
     struct equipment *v; /* candidates, best first */
-    int n;               /* 0: none; 1: this one; more: ask */
+    int n;               /* how many; 0: none */
+    bool sure;           /* v[0] is the one meant; otherwise ask among them */
 };
 
 /* The machine and place words of the other languages the parser reads,
@@ -141,7 +189,7 @@ static const struct {
     {"misturador", "mixer"},
     {"ofen", "oven"},
     {"horno", "oven"},
-    {"four", "oven"},
+
     {"forno", "oven"},
     {"estufa", "oven"},
     {"kran", "crane"},
@@ -193,13 +241,12 @@ static const struct {
     {"las", ""},
     {"le", ""},
     {"les", ""},
-    {"o", ""},
-    {"a", ""},
+
     {"os", ""},
-    {"as", ""},
+
     {"de", ""},
     {"da", ""},
-    {"do", ""},
+
     {"du", ""},
     {"del", ""},
 };
@@ -233,7 +280,7 @@ static const char *english(struct hctx *ctx, const char *s)
 }
 
 /* The machines words and location fit, after the numbers in the words
- * are checked; m->n 1 when one is clearly meant. */
+ * are checked; m->sure when one is clearly meant. */
 static int candidates(struct hctx *ctx, const char *words, const char *location, struct machine *m)
 {
     struct equipment *v, *keep;
@@ -261,26 +308,42 @@ static int candidates(struct hctx *ctx, const char *words, const char *location,
         if (ok)
             keep[k++] = v[i];
     }
-    /* Where the words appear as typed, only those; where a location was
-     * named and some machines are there, only those. */
-    for (int pass = 0; pass < 2; pass++) {
+    /* Where the words appear as typed, only those. */
+    {
         int w = 0;
 
         for (int i = 0; i < k; i++)
-            w += pass == 0 ? keep[i].substring
-                           : location && keep[i].location && strcasestr(keep[i].location, location);
-        if (w == 0 || w == k)
-            continue;
-        w = 0;
+            w += keep[i].substring;
+        if (w > 0 && w < k) {
+            w = 0;
+            for (int i = 0; i < k; i++)
+                if (keep[i].substring)
+                    keep[w++] = keep[i];
+            k = w;
+        }
+    }
+    /* Where a place was named, only the machines there; when none is
+     * there, ask rather than pick one elsewhere. */
+    if (location) {
+        int w = 0;
+
         for (int i = 0; i < k; i++)
-            if (pass == 0 ? keep[i].substring
-                          : location && keep[i].location && strcasestr(keep[i].location, location))
+            if (at_place(ctx, &keep[i], location))
                 keep[w++] = keep[i];
+        if (w == 0) {
+            m->v = keep;
+            m->n = k;
+            return 0;
+        }
         k = w;
     }
     m->v = keep;
     m->n = k;
-    if (k > 1 && words) {
+    if (k == 0 || !words) {
+        m->sure = k == 1;
+        return 0;
+    }
+    if (k > 1) {
         /* One whose name is the words exactly ("boiler" is the Boiler, not
          * the feed pump in the boiler house), or one clearly ahead. */
         int exact = -1, n_exact = 0;
@@ -294,11 +357,15 @@ static int candidates(struct hctx *ctx, const char *words, const char *location,
             struct equipment e = keep[exact];
             keep[exact] = keep[0];
             keep[0] = e;
-            m->n = 1;
-        } else if (keep[0].similarity - keep[1].similarity >= CLEAR_LEAD) {
-            m->n = 1;
+            m->sure = true;
+            return 0;
         }
+        if (keep[0].similarity - keep[1].similarity < CLEAR_LEAD)
+            return 0;
     }
+    /* The best, unless it only looks alike ("press 2" is not "Compressor
+     * 2"): then it is offered, not taken. */
+    m->sure = keep[0].substring || keep[0].similarity >= SURE_SCORE;
     return 0;
 }
 
@@ -312,6 +379,7 @@ static int resolve(struct hctx *ctx, const struct intent *in, const char *text, 
 
     m->v = NULL;
     m->n = 0;
+    m->sure = false;
     if (in->eq_number) {
         v = arena_alloc(ctx->a, sizeof(*v));
         if (!v)
@@ -320,6 +388,7 @@ static int resolve(struct hctx *ctx, const struct intent *in, const char *text, 
         if (r == 0) {
             m->v = v;
             m->n = 1;
+            m->sure = true;
         }
         return r == 0 || r == -ENOENT ? 0 : reply_db_error(ctx, r);
     }
@@ -347,6 +416,7 @@ static int resolve(struct hctx *ctx, const struct intent *in, const char *text, 
         ;
     m->v = v;
     m->n = top;
+    m->sure = top == 1;
     return 0;
 }
 
@@ -379,6 +449,12 @@ static int draft_id_parse(const char *s, int64_t *id)
     return 0;
 }
 
+static const char *draft_context(struct hctx *ctx, int64_t id)
+{
+    return reply_context(ctx->a, ctx->user.factory_id, "draft",
+                         arena_printf(ctx->a, "%lld", (long long)id));
+}
+
 /* The proposal as it stands, with Create · Edit · Cancel. */
 static int draft_show(struct hctx *ctx, int64_t id)
 {
@@ -393,7 +469,7 @@ static int draft_show(struct hctx *ctx, int64_t id)
     if (r < 0)
         return reply_db_error(ctx, r);
     rb_init(&rb);
-    rb.context = arena_printf(ctx->a, "draft:%lld", (long long)id);
+    rb.context = draft_context(ctx, id);
     rb_addf(&rb, "📝 New work order?\n");
     if (d.equipment_number)
         rb_addf(&rb, "Equipment: %s\n", machine_long(ctx, &e));
@@ -415,7 +491,7 @@ static void draft_choose(struct hctx *ctx, int64_t id, const char *words, const 
     struct rb rb;
 
     rb_init(&rb);
-    rb.context = arena_printf(ctx->a, "draft:%lld", (long long)id);
+    rb.context = draft_context(ctx, id);
     if (words)
         rb_addf(&rb, "Which machine do you mean by \"%s\"?\n", clip(ctx, words, 60));
     else
@@ -437,7 +513,7 @@ static void draft_ask_machine(struct hctx *ctx, int64_t id, const char *words)
     struct rb rb;
 
     rb_init(&rb);
-    rb.context = arena_printf(ctx->a, "draft:%lld", (long long)id);
+    rb.context = draft_context(ctx, id);
     if (words)
         rb_addf(&rb, "I can't find \"%s\" among your equipment.\n", clip(ctx, words, 60));
     rb_addf(&rb, "Reply to this message with the machine's number (EQ-…) or name, or find it with "
@@ -477,7 +553,7 @@ static int propose(struct hctx *ctx, const struct intent *in, const char *text,
         r = resolve(ctx, in, text, &m);
         if (r < 0)
             return r;
-        if (m.n == 1)
+        if (m.sure)
             on = &m.v[0];
     }
     r = db_draft_add(ctx->db, ctx->user.factory_id, ctx->user.id, on ? on->id : 0, title, priority,
@@ -486,7 +562,7 @@ static int propose(struct hctx *ctx, const struct intent *in, const char *text,
         return reply_db_error(ctx, r);
     if (on)
         return draft_show(ctx, id);
-    if (m.n > 1)
+    if (m.n > 0)
         draft_choose(ctx, id, in->machine ? in->machine : in->location, &m);
     else
         draft_ask_machine(ctx, id, in->machine ? in->machine : in->location);
@@ -600,7 +676,7 @@ int wo_draft(struct hctx *ctx, struct args *args)
         struct rb rb;
 
         rb_init(&rb);
-        rb.context = arena_printf(ctx->a, "draft:%lld", (long long)d.id);
+        rb.context = draft_context(ctx, d.id);
         rb_addf(&rb,
                 "✏️ Reply to this message with a new title, or choose the priority.\n"
                 "Now: %s · %s %s",
@@ -628,6 +704,11 @@ static int draft_reply(struct hctx *ctx, int64_t id, const char *text)
     if (r <= 0)
         return r;
     if (d.equipment_id) {
+        if (words(text) < 2) { /* "ok", "yes": not a title */
+            reply(ctx, "To open it, tap ✅ Create. To change its title, reply with the new "
+                       "title.");
+            return 0;
+        }
         if (!field_ok(ctx, "title", text, FIELD_MAX_CHARS))
             return 0;
         r = db_draft_set(ctx->db, ctx->user.factory_id, id, 0, text, NULL);
@@ -635,20 +716,25 @@ static int draft_reply(struct hctx *ctx, int64_t id, const char *text)
             return reply_db_error(ctx, r);
         return draft_show(ctx, id);
     }
-    /* The machine: its number, or words that name it. */
-    in = (struct intent){.machine = text};
+    /* The machine: its number, or words that name it and its place
+     * ("Pump 3 on line 2"). */
+    r = intent_parse(ctx->a, text, strlen(text), &in);
+    if (r < 0)
+        return reply_db_error(ctx, r);
     if (number_valid("EQ", text))
-        in.eq_number = text;
+        in = (struct intent){.eq_number = text};
+    else if (!in.machine && !in.eq_number)
+        in = (struct intent){.machine = text, .location = in.location};
     r = resolve(ctx, &in, text, &m);
     if (r < 0)
         return r;
-    if (m.n == 1) {
+    if (m.sure) {
         r = db_draft_set(ctx->db, ctx->user.factory_id, id, m.v[0].id, NULL, NULL);
         if (r < 0)
             return reply_db_error(ctx, r);
         return draft_show(ctx, id);
     }
-    if (m.n > 1)
+    if (m.n > 0)
         draft_choose(ctx, id, text, &m);
     else
         draft_ask_machine(ctx, id, text);
@@ -694,6 +780,32 @@ static int machine_context(struct hctx *ctx, const struct equipment *e, const ch
                         e->serial ? e->serial : "", e->criticality, *rt ? "\nNameplate: " : "", rt,
                         *history ? history : "(none recorded)");
     return *out ? 0 : reply_db_error(ctx, -ENOMEM);
+}
+
+/* text cut to at most max characters, at the last line or sentence end
+ * that fits (else at a space); *cut set when it was shortened. */
+static const char *cut_answer(struct hctx *ctx, const char *text, size_t max, bool *cut)
+{
+    size_t chars = 0, i, end = 0, space = 0;
+
+    for (i = 0; text[i]; i++) {
+        if (((unsigned char)text[i] & 0xc0) != 0x80 && ++chars > max)
+            break;
+        /* "2. Check" is a numbered step, not a sentence's end. */
+        bool stop = (text[i] == '.' && !(i > 0 && isdigit((unsigned char)text[i - 1]))) ||
+                    text[i] == '!' || text[i] == '?';
+
+        if (text[i] == '\n' || (stop && (text[i + 1] == ' ' || text[i + 1] == '\n')))
+            end = text[i] == '\n' ? i : i + 1;
+        else if (text[i] == ' ')
+            space = i;
+    }
+    if (!text[i])
+        return text;
+    *cut = true;
+    if (end < i / 2) /* no sentence end in the second half: the last space */
+        end = space > i / 2 ? space : i;
+    return arena_strndup(ctx->a, text, end);
 }
 
 /* Puts text to the assistant, within the limits, and replies with its
@@ -759,10 +871,17 @@ static int assist(struct hctx *ctx, const char *text, const struct equipment *on
                               : "The assistant is not answering right now.");
         return 0;
     }
-    reply(ctx,
-          "🤖 AI-generated answer: check it against the manual and your site's safety "
-          "rules.\n\n%s%s",
-          clip(ctx, ans.text, (size_t)ask->max_chars), ans.truncated ? "\n(cut short)" : "");
+    {
+        bool cut = ans.truncated;
+        const char *shown = cut_answer(ctx, ans.text, (size_t)ask->max_chars, &cut);
+
+        if (!shown)
+            return reply_db_error(ctx, -ENOMEM);
+        reply(ctx,
+              "🤖 AI-generated answer: check it against the manual and your site's safety "
+              "rules.\n\n%s%s",
+              shown, cut ? "\n(cut short)" : "");
+    }
     return 0;
 }
 
@@ -793,10 +912,12 @@ static int about(struct hctx *ctx, const struct intent *in, const char *text)
     r = resolve(ctx, in, text, &m);
     if (r < 0)
         return r;
-    if (m.n == 1) {
+    if (m.sure) {
         equip_card(ctx, "🏭 ", &m.v[0]);
         return ctx->error;
     }
+    if (m.n == 0 && in->eq_number)
+        return reply_no_equipment(ctx, in->eq_number);
     if (m.n == 0) {
         const char *w = in->machine ? in->machine : in->location;
         if (!w)
@@ -828,35 +949,28 @@ static const struct equipment *question_machine(struct hctx *ctx, const struct i
 {
     struct machine m;
 
-    if (resolve(ctx, in, text, &m) < 0 || m.n != 1)
+    if (resolve(ctx, in, text, &m) < 0 || !m.sure)
         return NULL;
     return &m.v[0];
 }
 
-/* Counts words: the assistant is not asked about "ok" or "thanks". */
-static int words(const char *s)
-{
-    int n = 0;
-
-    for (bool in = false; *s; s++) {
-        bool sp = *s == ' ' || *s == '\t' || *s == '\n';
-        n += !sp && !in;
-        in = !sp;
-    }
-    return n;
-}
-
 /* ---- replies to Rivet's messages ---- */
 
-/* The context "kind:value" split; false when it is not one Rivet wrote. */
+/* The context "kind:factory:value" split; false when it is not one Rivet
+ * wrote, or was written for another factory than the sender's (a user
+ * moved to another factory replying to an old message). */
 static bool context_split(struct hctx *ctx, const char **kind, const char **value)
 {
-    const char *c = ctx->msg->context, *colon = c ? strchr(c, ':') : NULL;
+    const char *c = ctx->msg->context, *colon = c ? strchr(c, ':') : NULL, *second;
+    char want[32];
 
-    if (!colon)
+    if (!colon || !(second = strchr(colon + 1, ':')))
+        return false;
+    snprintf(want, sizeof(want), "%lld", (long long)ctx->user.factory_id);
+    if ((size_t)(second - colon - 1) != strlen(want) || strncmp(colon + 1, want, strlen(want)) != 0)
         return false;
     *kind = arena_strndup(ctx->a, c, (size_t)(colon - c));
-    *value = colon + 1;
+    *value = second + 1;
     return *kind != NULL;
 }
 
@@ -881,7 +995,7 @@ static int wo_reply(struct hctx *ctx, const char *number, const char *text, cons
             return 0;
         }
         rb_init(&rb);
-        rb.context = arena_printf(ctx->a, "wo:%s", w.number);
+        rb.context = reply_context(ctx->a, ctx->user.factory_id, "wo", w.number);
         rb_addf(&rb, "Complete %s · %s?", w.number, w.title);
         rb_button(ctx, &rb, "✅ Yes, complete it",
                   arena_printf(ctx->a, "/wo status %s completed", w.number));
@@ -902,7 +1016,7 @@ static int wo_reply(struct hctx *ctx, const char *number, const char *text, cons
     if (r < 0)
         return reply_db_error(ctx, r);
     rb_init(&rb);
-    rb.context = arena_printf(ctx->a, "wo:%s", w.number);
+    rb.context = reply_context(ctx->a, ctx->user.factory_id, "wo", w.number);
     rb_addf(&rb, "📝 Note added to %s · %s.", w.number, w.title);
     rb_button(ctx, &rb, arena_printf(ctx->a, "🛠 View %s", w.number),
               arena_printf(ctx->a, "/wo view %s", w.number));
@@ -936,6 +1050,8 @@ static int in_context(struct hctx *ctx, const char *text, const struct intent *i
             return 1;
         if (r < 0)
             return reply_db_error(ctx, r);
+        if (in->kind == INTENT_NONE && words(text) < 3)
+            return 1; /* "ok", "thanks" */
         switch (in->kind) {
         case INTENT_REPORT:
         case INTENT_NONE:
@@ -966,7 +1082,8 @@ static int in_context(struct hctx *ctx, const char *text, const struct intent *i
         if (in->kind == INTENT_DONE && !al.resolved) {
             ctx->out->command = "text:done";
             rb_init(&rb);
-            rb.context = arena_printf(ctx->a, "alarm:%lld", (long long)id);
+            rb.context = reply_context(ctx->a, ctx->user.factory_id, "alarm",
+                                       arena_printf(ctx->a, "%lld", (long long)id));
             rb_addf(&rb, "Resolve alarm #%lld?", (long long)id);
             rb_button(ctx, &rb, "☑️ Yes, resolve it",
                       arena_printf(ctx->a, "/resolve %lld", (long long)id));
@@ -984,7 +1101,7 @@ static int in_context(struct hctx *ctx, const char *text, const struct intent *i
             ctx->out->command = "text:report";
             return propose(ctx, in, text, &e);
         }
-        if (in->kind == INTENT_QUESTION || in->kind == INTENT_NONE)
+        if (in->kind == INTENT_QUESTION || (in->kind == INTENT_NONE && words(text) >= 3))
             return assist(ctx, text, &e);
         return 1;
     }
@@ -1011,7 +1128,7 @@ int plain_photo(struct hctx *ctx, const char *caption)
         return reply_db_error(ctx, r);
     ctx->out->command = "photo:attach";
     rb_init(&rb);
-    rb.context = arena_printf(ctx->a, "wo:%s", w.number);
+    rb.context = reply_context(ctx->a, ctx->user.factory_id, "wo", w.number);
     rb_addf(&rb, "📎 Photo attached to %s · %s.", w.number, w.title);
     rb_button(ctx, &rb, arena_printf(ctx->a, "🛠 View %s", w.number),
               arena_printf(ctx->a, "/wo view %s", w.number));
@@ -1025,23 +1142,6 @@ int plain_words(struct hctx *ctx, char *text)
     int r;
 
     ctx->out->command = "text";
-    {
-        /* "equip list": a command without its slash. */
-        size_t n = strcspn(text, " \t\n");
-        char *cmd = arena_alloc(ctx->a, n + 2);
-        const char *known = NULL;
-
-        if (cmd) {
-            cmd[0] = '/';
-            memcpy(cmd + 1, text, n);
-            known = help_suggest(cmd);
-        }
-
-        if (known && strcasecmp(known, cmd) == 0 && strcmp(known, "/start") != 0) {
-            reply(ctx, "Commands start with a slash: did you mean /%s?", clip(ctx, text, 60));
-            return 0;
-        }
-    }
     r = intent_parse(ctx->a, text, strlen(text), &in);
     if (r < 0)
         return reply_db_error(ctx, r);
@@ -1049,6 +1149,25 @@ int plain_words(struct hctx *ctx, char *text)
         r = in_context(ctx, text, &in);
         if (r <= 0)
             return r < 0 ? r : ctx->error;
+    }
+    if (words(text) <= 3) { /* "equip list", "stats": a command, not a sentence */
+        {
+            /* "equip list": a command without its slash. */
+            size_t n = strcspn(text, " \t\n");
+            char *cmd = arena_alloc(ctx->a, n + 2);
+            const char *known = NULL;
+
+            if (cmd) {
+                cmd[0] = '/';
+                memcpy(cmd + 1, text, n);
+                known = help_suggest(cmd);
+            }
+
+            if (known && strcasecmp(known, cmd) == 0 && strcmp(known, "/start") != 0) {
+                reply(ctx, "Commands start with a slash: did you mean /%s?", clip(ctx, text, 60));
+                return 0;
+            }
+        }
     }
     switch (in.kind) {
     case INTENT_REPORT:
@@ -1071,8 +1190,10 @@ int plain_words(struct hctx *ctx, char *text)
 
         ctx->out->command = "text:alarms";
         r = resolve(ctx, &in, text, &m);
-        if (r == 0 && m.n == 1)
+        if (r == 0 && m.sure)
             r = alarms_of_machine(ctx, &m.v[0]);
+        else if (r == 0 && (in.machine || in.eq_number))
+            r = about(ctx, &in, text); /* not found, or which one: say so */
         else if (r == 0)
             r = run(ctx, "/alerts", cmd_alerts);
     } break;

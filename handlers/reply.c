@@ -38,6 +38,11 @@ static struct reply *push(struct hctx *ctx, const char *text)
 /* Room kept for the "\n…" that marks a cut reply. */
 #define CUT_MARK "\n…"
 
+const char *reply_context(struct arena *a, int64_t factory_id, const char *kind, const char *value)
+{
+    return arena_printf(a, "%s:%lld:%s", kind, (long long)factory_id, value);
+}
+
 void rb_init(struct rb *rb)
 {
     buf_init(&rb->b, REPLY_MAX_BYTES - (sizeof(CUT_MARK) - 1));

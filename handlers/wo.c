@@ -181,7 +181,7 @@ static int wo_card(struct hctx *ctx, const char *headline, const struct work_ord
         return reply_db_error(ctx, r);
     rb_init(&rb);
     rb_addf(&rb, "%s%s · %s\n", headline, w->number, w->title);
-    rb.context = arena_printf(ctx->a, "wo:%s", w->number);
+    rb.context = reply_context(ctx->a, ctx->user.factory_id, "wo", w->number);
     rb_addf(&rb, "Status: %s %s · Priority: %s %s\n", status_emoji(w->status),
             status_label(w->status), priority_emoji(w->priority), w->priority);
     rb_addf(&rb, "Equipment: %s %s\n", w->equipment_number, w->equipment_label);
@@ -218,7 +218,7 @@ void wo_opened(struct hctx *ctx, const struct work_order *w, bool view)
             "in_progress",
             priority_emoji(w->priority), w->number, w->priority, w->title, w->equipment_number,
             w->equipment_label, w->number);
-    rb.context = arena_printf(ctx->a, "wo:%s", w->number);
+    rb.context = reply_context(ctx->a, ctx->user.factory_id, "wo", w->number);
     status_buttons(ctx, &rb, w);
     if (view) {
         rb_row(&rb);

@@ -2,10 +2,11 @@
 -- carries that context), work orders proposed from a sentence, photos
 -- attached to work orders, and the troubleshooting assistant's calls.
 
--- What a delivered message shows: 'wo:WO-2026-000012', 'eq:EQ-2026-000003',
--- 'alarm:17', 'draft:5'. A reply to the message is read in that context.
+-- What a delivered message shows, with the factory it was written for:
+-- 'wo:12:WO-2026-000012', 'eq:12:EQ-2026-000003', 'alarm:12:17',
+-- 'draft:12:5'. A reply to the message is read in that context.
 ALTER TABLE outbox ADD COLUMN context text
-    CHECK (context ~ '^[a-z]{1,8}:[A-Za-z0-9-]{1,40}$');
+    CHECK (context ~ '^[a-z]{1,8}:[0-9]{1,19}:[A-Za-z0-9-]{1,40}$');
 
 -- A work order proposed from a message in plain words ("pump 3 on line 2
 -- is leaking"). Nothing is created until its proposer taps Create; a
@@ -49,6 +50,10 @@ CREATE INDEX work_order_photos_wo ON work_order_photos (factory_id, work_order_i
 ALTER TABLE work_order_events DROP CONSTRAINT work_order_events_kind_check;
 ALTER TABLE work_order_events ADD CONSTRAINT work_order_events_kind_check
     CHECK (kind IN ('created', 'status', 'note', 'assign', 'edit', 'photo'));
+
+-- A machine's alarms (the assistant's context, "any alarms on chiller 1")
+-- without reading every alarm of the factory.
+CREATE INDEX alarms_device ON alarms (factory_id, device_id, id DESC);
 
 -- Each question put to the troubleshooting assistant: the rate limits and
 -- the monthly budget are counted from here.
