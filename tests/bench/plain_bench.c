@@ -25,6 +25,7 @@
 #include <libpq-fe.h>
 
 #include "arena.h"
+#include "config.h"
 #include "db.h"
 #include "handlers.h"
 #include "intent.h"
@@ -79,8 +80,12 @@ static int rows(char *table, char *(*col)[8], int max_rows, int ncol)
         if (*line == '#' || !*line)
             continue;
         for (int c = 0; c < ncol; c++) {
+            if (!line) {
+                fprintf(stderr, "plain_bench: a table line has fewer than %d columns\n", ncol);
+                exit(1);
+            }
             col[n][c] = line;
-            line = line ? strchr(line, '\t') : NULL;
+            line = strchr(line, '\t');
             if (line)
                 *line++ = '\0';
         }
@@ -157,10 +162,16 @@ int main(int argc, char **argv)
     url = argv[1];
     fixtures = argv[2];
     for (int i = 3; i + 1 < argc; i += 2) {
+        long long v;
+
+        if (config_parse_int(argv[i + 1], 0, 10000000, &v) < 0) {
+            fprintf(stderr, "plain_bench: %s takes a number\n", argv[i]);
+            return 2;
+        }
         if (strcmp(argv[i], "--rounds") == 0)
-            rounds = atoi(argv[i + 1]);
+            rounds = (int)v;
         else if (strcmp(argv[i], "--extra") == 0)
-            extra = atoi(argv[i + 1]);
+            extra = (int)v;
     }
     if (rounds < 1 || rounds > 64 || extra < 0) {
         fprintf(stderr, "plain_bench: --rounds 1 to 64, --extra >= 0\n");
@@ -251,13 +262,9 @@ int main(int argc, char **argv)
         if (intent_parse(a, ph[i].text, strlen(ph[i].text), &in) < 0)
             die("intent_parse", -ENOMEM, NULL);
         kind_ok += strcmp(intent_name(in.kind), ph[i].kind) == 0;
-        ph[i].search = in.machine ? strdup(in.machine) : NULL;
-        if (ph[i].search) {
-            char *s = malloc(strlen(ph[i].search) + 32);
-            sprintf(s, "/equip search %s", ph[i].search);
-            free(ph[i].search);
-            ph[i].search = s;
-        }
+        ph[i].search = NULL;
+        if (in.machine && asprintf(&ph[i].search, "/equip search %s", in.machine) < 0)
+            die("asprintf", -ENOMEM, NULL);
     }
     arena_reset(a);
 

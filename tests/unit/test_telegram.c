@@ -64,6 +64,29 @@ static void test_text_message(void **state)
     assert_string_equal(u.text, "/equip list");
     assert_int_equal(u.text_len, 11);
     assert_null(u.media);
+    assert_int_equal(u.reply_to, 0);
+
+    /* A reply: the message it answers (plain words read it in context). */
+    assert_int_equal(parse(*state,
+                           "{\"update_id\":8,\"message\":{\"message_id\":4,\"date\":1,"
+                           "\"chat\":{\"id\":42,\"type\":\"private\"},"
+                           "\"from\":{\"id\":42,\"is_bot\":false,\"first_name\":\"Ann\"},"
+                           "\"reply_to_message\":{\"message_id\":77,\"date\":1,"
+                           "\"chat\":{\"id\":42,\"type\":\"private\"},\"text\":\"WO\"},"
+                           "\"text\":\"done\"}}",
+                           &u),
+                     0);
+    assert_int_equal(u.reply_to, 77);
+    assert_string_equal(u.text, "done");
+    /* A reply_to_message that is not an object is no reply. */
+    assert_int_equal(parse(*state,
+                           "{\"update_id\":9,\"message\":{\"message_id\":5,\"date\":1,"
+                           "\"chat\":{\"id\":42,\"type\":\"private\"},"
+                           "\"from\":{\"id\":42,\"is_bot\":false,\"first_name\":\"Ann\"},"
+                           "\"reply_to_message\":77,\"text\":\"done\"}}",
+                           &u),
+                     0);
+    assert_int_equal(u.reply_to, 0);
 }
 
 static void test_callback(void **state)
