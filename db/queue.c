@@ -202,17 +202,24 @@ int db_outbox_status(struct db *db, struct arena *a, const char *channel, const 
     PGresult *res;
     int r;
 
-    r = db_query(db, &st, (const char *[]){channel, remote_id, status, error}, &res);
-    if (r < 0)
-        return r;
-    if (PQntuples(res) == 0) {
+    /* Twice at most: the sender may commit the message's id between the
+     * UPDATE (whose snapshot did not see it) and the check, and then the
+     * UPDATE, run again, sees it. Only a row that is there and still not
+     * updated has the status already. */
+    for (int round = 0;; round++) {
+        r = db_query(db, &st, (const char *[]){channel, remote_id, status, error}, &res);
+        if (r < 0)
+            return r;
+        if (PQntuples(res) > 0)
+            break;
         PQclear(res);
         r = db_query(db, &known, (const char *[]){channel, remote_id}, &res);
         if (r < 0)
             return r;
         r = PQntuples(res) > 0 ? -EALREADY : -ENOENT;
         PQclear(res);
-        return r;
+        if (r == -ENOENT || round == 1)
+            return r;
     }
     *row = (struct outbox_item){
         .id = db_i64(res, 0, 0), .chat_id = db_str(a, res, 0, 1), .payload = db_str(a, res, 0, 2)};
