@@ -794,12 +794,18 @@ static void handle(struct alerts *al, const struct mosquitto_message *m)
         drop(al, DROP_TOPIC, m->topic);
         return;
     }
-    if (!(fr = map_get(&al->by_slug, slug)) && now_ms() - al->unknown_slug_reload > 5000) {
-        /* A factory created since the last load (its NOTIFY not seen yet):
-         * load again, at most every 5 s however many made-up slugs come. */
-        al->unknown_slug_reload = now_ms();
-        if (load_rules(al) == 0)
-            fr = map_get(&al->by_slug, slug);
+    if (!(fr = map_get(&al->by_slug, slug)) && now_ms() >= al->db_wait_until) {
+        /* A factory created since the last load: load again when its
+         * NOTIFY is waiting (a factory created just now), or else at most
+         * every 5 s however many made-up slugs come. */
+        bool notified = db_wait_notify(al->db, 0) > 0;
+
+        if (notified || now_ms() - al->unknown_slug_reload > 5000) {
+            if (!notified)
+                al->unknown_slug_reload = now_ms();
+            if (load_rules(al) == 0)
+                fr = map_get(&al->by_slug, slug);
+        }
     }
     if (!fr) {
         drop(al, DROP_UNKNOWN_FACTORY, m->topic);
