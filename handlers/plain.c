@@ -1150,23 +1150,20 @@ int plain_words(struct hctx *ctx, char *text)
         if (r <= 0)
             return r < 0 ? r : ctx->error;
     }
-    if (words(text) <= 3) { /* "equip list", "stats": a command, not a sentence */
-        {
-            /* "equip list": a command without its slash. */
-            size_t n = strcspn(text, " \t\n");
-            char *cmd = arena_alloc(ctx->a, n + 2);
-            const char *known = NULL;
+    if (words(text) <= 3) {
+        /* "equip list", "stats": a command without its slash, not a sentence. */
+        size_t n = strcspn(text, " \t\n");
+        char *cmd = arena_alloc(ctx->a, n + 2);
+        const char *known = NULL;
 
-            if (cmd) {
-                cmd[0] = '/';
-                memcpy(cmd + 1, text, n);
-                known = help_suggest(cmd);
-            }
-
-            if (known && strcasecmp(known, cmd) == 0 && strcmp(known, "/start") != 0) {
-                reply(ctx, "Commands start with a slash: did you mean /%s?", clip(ctx, text, 60));
-                return 0;
-            }
+        if (cmd) {
+            cmd[0] = '/';
+            memcpy(cmd + 1, text, n);
+            known = help_suggest(cmd);
+        }
+        if (known && strcasecmp(known, cmd) == 0 && strcmp(known, "/start") != 0) {
+            reply(ctx, "Commands start with a slash: did you mean /%s?", clip(ctx, text, 60));
+            return 0;
         }
     }
     switch (in.kind) {
