@@ -68,6 +68,9 @@ struct llm {
     int64_t deadline; /* now_ms() by which the call in progress ends; 0: none */
 };
 
+/* With a total timeout, a provider is tried only with this much time left. */
+#define LLM_MIN_TRY_MS 200
+
 /* ---- time and small text helpers ---- */
 
 static int64_t now_ms(void)
@@ -1434,7 +1437,8 @@ static int run_chain(struct llm *l, const struct request *q, struct llm_usage *u
                     (long long)((left + 999) / 1000));
             continue;
         }
-        if (l->deadline && now_ms() >= l->deadline) {
+        /* Too little time left for a provider to answer: not tried. */
+        if (l->deadline && l->deadline - now_ms() < LLM_MIN_TRY_MS) {
             r = -ETIMEDOUT;
             err_add(err, errn, "%s: not tried, out of time", p->name);
             break;
