@@ -208,9 +208,16 @@ static int quoted_value_end(const struct args *args, int i, const char *v, size_
 int args_options(struct arena *a, struct args *args, int from, const char *const *keys,
                  const bool *absorbs, int nkeys, const char **vals, const char **bad)
 {
-    int w = from, k;
+    int w, k;
     size_t klen;
 
+    /* Words before from are kept as they are; past the end there is
+     * nothing to take out, and args->n must not grow. */
+    if (from < 0)
+        from = 0;
+    if (from > args->n)
+        from = args->n;
+    w = from;
     for (k = 0; k < nkeys; k++)
         vals[k] = NULL;
     for (int i = from; i < args->n; i++) {

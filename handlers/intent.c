@@ -754,8 +754,17 @@ int intent_parse(struct arena *a, const char *text, size_t len, struct intent *o
     if (i == len || text[i] == '/')
         return 0;
     if (!utf8_valid(text, len)) {
-        /* a cut inside a character is no reason to refuse */
-        len = utf8_prefix(text, len);
+        /* a cut inside a character is no reason to refuse: the partial
+         * character at the end is dropped, reading only text[0..len) (the
+         * text need not be NUL-terminated) */
+        size_t k = len;
+        unsigned char c;
+
+        while (k > 0 && len - k < 3 && ((unsigned char)text[k - 1] & 0xc0) == 0x80)
+            k--;
+        c = k > 0 ? (unsigned char)text[k - 1] : 0;
+        if (c >= 0xc0 && len - (k - 1) < (c >= 0xf0 ? 4u : c >= 0xe0 ? 3u : 2u))
+            len = k - 1;
         if (!utf8_valid(text, len))
             return 0;
     }

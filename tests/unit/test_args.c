@@ -548,6 +548,13 @@ static void test_options_no_absorbs_and_rest(void **state)
     assert_int_equal(args_options(a, &args, 2, wo_keys, NULL, 1, vals, &bad), 0);
     assert_string_equal(args_rest(a, &args, 2), "");
     assert_int_equal(args.n, 2);
+
+    /* A start past the last word takes nothing and adds no word (found by
+     * fuzz_args: the count grew by one, a word without text). */
+    assert_int_equal(args_parse(a, "x", &args), 0);
+    assert_int_equal(args_options(a, &args, 3, wo_keys, NULL, 1, vals, &bad), 0);
+    assert_int_equal(args.n, 1);
+    assert_null(vals[0]);
 }
 
 int main(void)

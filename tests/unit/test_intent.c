@@ -261,6 +261,17 @@ static void test_none(void **state)
     /* not NUL-terminated: only len bytes are read */
     assert_int_equal(intent_parse(a, "pump 3 leakingXXXX", 14, &in), 0);
     assert_int_equal(in.kind, INTENT_REPORT);
+    /* half a character at the end of an unterminated buffer is dropped
+     * without reading past it (found by fuzz_intent; ASan checks the read) */
+    {
+        char *cut = malloc(16);
+
+        assert_non_null(cut);
+        memcpy(cut, "pump 3 leaking\xc3", 15);
+        assert_int_equal(intent_parse(a, cut, 15, &in), 0);
+        assert_int_equal(in.kind, INTENT_REPORT);
+        free(cut);
+    }
     assert_string_equal(intent_name(INTENT_OPEN_WOS), "open_wos");
     assert_string_equal(intent_name((enum intent_kind)99), "?");
 }
