@@ -141,6 +141,16 @@ int db_invite_create(struct db *db, int64_t factory_id, const char *role, int us
  * or expired (the three look alike to the person holding the code). */
 int db_invite_redeem(struct db *db, struct arena *a, const char *code, int64_t *factory_id,
                      const char **role);
+/* Against guessing invite codes, as db_link_attempts() is for link codes:
+ * the sender's failed /start CODE attempts (any channel, the console too)
+ * within the last window_s seconds into *failures, the sender's row locked
+ * until the transaction ends. -EINVAL for an empty sender id or one over
+ * 256 bytes. */
+int db_invite_attempts(struct db *db, enum channel ch, const char *sender, long long window_s,
+                       int *failures);
+/* Counts a failed /start CODE of the sender (after db_invite_attempts(), in
+ * the same transaction); the first failure starts the window. */
+int db_invite_attempt_failed(struct db *db, enum channel ch, const char *sender);
 
 /* ---- equipment ---- */
 struct equipment {

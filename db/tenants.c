@@ -417,6 +417,67 @@ int db_invite_redeem(struct db *db, struct arena *a, const char *code, int64_t *
     return 0;
 }
 
+/* Where an invite attempt is counted: the channel's sender id, at most
+ * INVITE_SENDER_MAX bytes (a longer console name is no one's). */
+#define INVITE_SENDER_MAX 256
+
+int db_invite_attempts(struct db *db, enum channel ch, const char *sender, long long window_s,
+                       int *failures)
+{
+    /* As db_link_attempts(): windows that have passed are cleared a few at
+     * a time, skipping rows another transaction holds; the upsert locks the
+     * sender's row, so concurrent attempts of one sender take turns. */
+    static const struct db_stmt sweep = {
+        "invite_attempts_sweep",
+        "DELETE FROM invite_attempts WHERE (channel, sender_id) IN "
+        "(SELECT channel, sender_id FROM invite_attempts "
+        " WHERE window_start <= now() - make_interval(secs => $1::bigint) "
+        " LIMIT 100 FOR UPDATE SKIP LOCKED)",
+        1};
+    static const struct db_stmt take = {
+        "invite_attempts_take",
+        "INSERT INTO invite_attempts AS t (channel, sender_id) VALUES ($1, $2) "
+        "ON CONFLICT (channel, sender_id) DO UPDATE SET "
+        "  window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $3::bigint) "
+        "    THEN now() ELSE t.window_start END, "
+        "  failures = CASE WHEN t.window_start <= now() - make_interval(secs => $3::bigint) "
+        "    THEN 0 ELSE t.failures END "
+        "RETURNING failures",
+        3};
+    char swin[24];
+    PGresult *res;
+    int r;
+
+    if ((unsigned)ch > CHANNEL_WHATSAPP || !sender || !*sender ||
+        strlen(sender) > INVITE_SENDER_MAX || window_s <= 0)
+        return -EINVAL;
+    snprintf(swin, sizeof(swin), "%lld", window_s);
+    r = db_query(db, &sweep, (const char *[]){swin}, NULL);
+    if (r < 0)
+        return r;
+    r = db_query(db, &take, (const char *[]){channel_name(ch), sender, swin}, &res);
+    if (r < 0)
+        return r;
+    *failures = db_int(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+int db_invite_attempt_failed(struct db *db, enum channel ch, const char *sender)
+{
+    static const struct db_stmt st = {
+        "invite_attempt_failed",
+        "UPDATE invite_attempts SET failures = failures + 1, "
+        "  window_start = CASE WHEN failures = 0 THEN now() ELSE window_start END "
+        "WHERE channel = $1 AND sender_id = $2",
+        2};
+
+    if ((unsigned)ch > CHANNEL_WHATSAPP || !sender || !*sender ||
+        strlen(sender) > INVITE_SENDER_MAX)
+        return -EINVAL;
+    return db_query(db, &st, (const char *[]){channel_name(ch), sender}, NULL);
+}
+
 /* ---- link codes ---- */
 
 int db_link_create(struct db *db, int64_t factory_id, int64_t user_id, long long ttl_s,

@@ -101,6 +101,13 @@ bool field_ok(struct hctx *ctx, const char *field, const char *value, size_t max
 /* s cut to max characters with an ellipsis (arena). */
 const char *clip(struct hctx *ctx, const char *s, size_t max);
 
+/* ---- roles (start.c) ---- */
+
+/* True when the sender is a supervisor or an admin: for the buttons and
+ * hints only they can use. What each role may run is decided once, before
+ * a command runs (permissions[] in start.c); this never grants anything. */
+bool role_supervises(const struct hctx *ctx);
+
 /* ---- commands ---- */
 int cmd_start(struct hctx *ctx, struct args *args);
 int cmd_help(struct hctx *ctx, struct args *args);

@@ -29,10 +29,11 @@ static const struct usage usages[] = {
     {"/equip", "/equip add MANUFACTURER MODEL [serial=…] [location=…] [name=…] [criticality=…]",
      "register a machine", "/equip add Siemens G120C serial=XAJ123 location=Line 2"},
     {"/equip", "/equip edit EQ-NUMBER FIELD=VALUE …",
-     "change name, manufacturer, model, serial, location or criticality",
+     "change name, manufacturer, model, serial, location or criticality (supervisors and "
+     "admins)",
      "/equip edit EQ-2026-000001 location=Line 3"},
     {"/equip", "/equip edit EQ-NUMBER device=KEY|-",
-     "link the telemetry device that watches this machine (- unlinks)",
+     "link the telemetry device that watches this machine (- unlinks; supervisors and admins)",
      "/equip edit EQ-2026-000001 device=press-3"},
     {"/wo", "/wo list [open|mine|all|STATUS] [PAGE]", "work orders, most urgent first",
      "/wo list mine"},
@@ -40,9 +41,12 @@ static const struct usage usages[] = {
     {"/wo", "/wo new EQ-NUMBER TITLE [priority=low|medium|high|critical]",
      "open a work order on a machine", "/wo new EQ-2026-000001 Coolant leak at pump priority=high"},
     {"/wo", "/wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled",
-     "move a work order along", "/wo status WO-2026-000001 completed"},
+     "move a work order along (cancelling and reopening: supervisors and admins)",
+     "/wo status WO-2026-000001 completed"},
     {"/wo", "/wo note WO-NUMBER TEXT", "add a note", "/wo note WO-2026-000001 Seal replaced"},
-    {"/wo", "/wo assign WO-NUMBER USER|me", "give it to someone", "/wo assign WO-2026-000001 me"},
+    {"/wo", "/wo assign WO-NUMBER USER|me",
+     "take it yourself (me), or give it to someone (supervisors and admins)",
+     "/wo assign WO-2026-000001 me"},
     {"/wo", "/wo alarm ID", "open a work order for an alarm's machine", "/wo alarm 12"},
     {"/stats", "/stats", "the plant at a glance", "/stats"},
     {"/photo", "📷 a photo of a nameplate",
@@ -107,12 +111,25 @@ static const char not_registered[] =
     "Rivet doesn't know you yet. Ask your supervisor or admin for an invite code, then send:\n"
     "/start CODE";
 
+/* Failed /start CODE attempts a sender (a channel's id) may make in a
+ * window, counted in the database (invite_attempts): 5 in 15 minutes is
+ * plenty for typos and, against about 2^59 codes, useless for guessing. */
+#define INVITE_MAX_FAILURES 5
+#define INVITE_WINDOW_S (15 * 60)
+
+static const char bad_invite[] =
+    "That invite code is not valid: it may be mistyped, used up or expired. "
+    "Ask your supervisor for a new one.";
+
+static const char too_many_invites[] =
+    "Too many invite codes tried from here. Wait 15 minutes, then send /start CODE again.";
+
 int cmd_start(struct hctx *ctx, struct args *args)
 {
     const char *role, *name;
     int64_t factory_id;
     struct user u;
-    int r;
+    int failures, r;
 
     if (ctx->known) {
         if (args->n > 0)
@@ -129,10 +146,26 @@ int cmd_start(struct hctx *ctx, struct args *args)
         reply(ctx, "%s", not_registered);
         return 0;
     }
+    /* Guessing is held back per sender: past the limit every code gets the
+     * same answer, valid or not, and is not even looked up. */
+    r = db_invite_attempts(ctx->db, ctx->msg->channel, ctx->msg->sender_id, INVITE_WINDOW_S,
+                           &failures);
+    if (r == -EINVAL) { /* a sender id no one has: counted nowhere, let in nowhere */
+        reply(ctx, "%s", bad_invite);
+        return 0;
+    }
+    if (r < 0)
+        return reply_db_error(ctx, r);
+    if (failures >= INVITE_MAX_FAILURES) {
+        reply(ctx, "%s", too_many_invites);
+        return 0;
+    }
     r = db_invite_redeem(ctx->db, ctx->a, args->tok[0].text, &factory_id, &role);
     if (r == -ENOENT) {
-        reply(ctx, "That invite code is not valid: it may be mistyped, used up or expired. "
-                   "Ask your supervisor for a new one.");
+        r = db_invite_attempt_failed(ctx->db, ctx->msg->channel, ctx->msg->sender_id);
+        if (r < 0)
+            return reply_db_error(ctx, r);
+        reply(ctx, "%s", bad_invite);
         return 0;
     }
     if (r < 0)
@@ -200,6 +233,126 @@ int cmd_help(struct hctx *ctx, struct args *args)
             "critical\n");
     rb_send(ctx, &rb);
     return 0;
+}
+
+/* ---- who may run what ---- */
+
+/* The roles, lowest first; role_rank() maps users.role to them. */
+enum role { ROLE_TECHNICIAN, ROLE_SUPERVISOR, ROLE_ADMIN };
+
+/* When a rule applies beyond its command and subcommand. */
+enum when {
+    ALWAYS,
+    CANCEL_OR_REOPEN, /* /wo status WO-NUMBER open|cancelled (any word for them) */
+    FOR_SOMEONE_ELSE, /* /wo assign WO-NUMBER USER, USER not "me" nor the sender */
+};
+
+/* The minimum role of every command and subcommand a member can send,
+ * checked in one place (handle_message(), before the handler runs).
+ * Buttons are commands too (their data is run as typed text), so the same
+ * rows cover every button. The first row that matches wins: a command's
+ * named subcommands (aliases included) and conditions first, then its
+ * catch-all row (sub NULL), which also takes unknown subcommands (the
+ * handler answers those with its usage). docs/SECURITY.md shows this
+ * table; tests/integration/test_security.c checks every row for each role.
+ * Strangers never get this far: they may only send /start CODE and /link
+ * CODE (table[] below). Plain words run nothing above technician. */
+static const struct permission {
+    const char *cmd, *sub;
+    enum when when;
+    enum role role;
+    const char *what; /* "Only supervisors and admins can WHAT" */
+    bool changes;     /* the command would change something */
+} permissions[] = {
+    {"/equip", "edit", ALWAYS, ROLE_SUPERVISOR, "edit equipment or link its devices", true},
+    {"/wo", "status", CANCEL_OR_REOPEN, ROLE_SUPERVISOR, "cancel or reopen work orders", true},
+    {"/wo", "assign", FOR_SOMEONE_ELSE, ROLE_SUPERVISOR,
+     "assign work orders to someone else (take one yourself with /wo assign WO-NUMBER me)", true},
+    {"/rules", NULL, ALWAYS, ROLE_SUPERVISOR, "see the alert rules", false},
+    /* Everything else is every member's: reading everything, registering
+     * machines (photos, /equip add), opening, moving, noting and taking
+     * work orders, acknowledging and resolving alarms, and their own alarm
+     * subscriptions, mutes and linked apps. Listed so that the table is the
+     * whole matrix. */
+    {"/help", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/start", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/link", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/unlink", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    /* /equip list, search, view, add; /wo list, view, new, status (but
+     * cancelled and open), note, assign (me), alarm, draft */
+    {"/equip", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/wo", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/stats", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/photo", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false}, /* edit save link wo discard */
+    {"/alerts", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/ack", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/resolve", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/subscribe", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/unsubscribe", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+    {"/mute", NULL, ALWAYS, ROLE_TECHNICIAN, NULL, false},
+};
+
+static const char *const role_names[] = {"technician", "supervisor", "admin"};
+static const char *const role_plurals[] = {"technicians", "supervisors and admins", "admins"};
+
+/* users.role as a rank; -1 for a role Rivet does not know (which may run
+ * nothing). */
+static int role_rank(const char *role)
+{
+    for (int i = 0; i < (int)(sizeof(role_names) / sizeof(role_names[0])); i++)
+        if (role && strcmp(role, role_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+bool role_supervises(const struct hctx *ctx)
+{
+    return ctx->known && role_rank(ctx->user.role) >= ROLE_SUPERVISOR;
+}
+
+static bool rule_applies(struct hctx *ctx, const struct permission *p, struct args *args)
+{
+    const char *status, *who;
+
+    switch (p->when) {
+    case CANCEL_OR_REOPEN:
+        status = args->n >= 3 ? status_parse(args->tok[2].text) : NULL;
+        return status && (strcmp(status, "open") == 0 || strcmp(status, "cancelled") == 0);
+    case FOR_SOMEONE_ELSE:
+        if (args->n < 3)
+            return false;
+        who = args_rest(ctx->a, args, 2);
+        return strcasecmp(who, "me") != 0 && strcasecmp(who, ctx->user.display_name) != 0;
+    default:
+        return true;
+    }
+}
+
+/* True when the sender's role may run the command; otherwise replies with
+ * the role it takes, and the command is not run. */
+static bool role_allows(struct hctx *ctx, const char *cmd, struct args *args)
+{
+    const char *sub = args->n > 0 ? args->tok[0].text : NULL;
+    int rank = role_rank(ctx->user.role);
+
+    for (size_t i = 0; i < sizeof(permissions) / sizeof(permissions[0]); i++) {
+        const struct permission *p = &permissions[i];
+
+        if (strcmp(p->cmd, cmd) != 0 || (p->sub && (!sub || strcasecmp(p->sub, sub) != 0)) ||
+            !rule_applies(ctx, p, args))
+            continue;
+        if (rank >= (int)p->role)
+            return true;
+        if (rank < 0)
+            break;
+        reply(ctx, "Only %s can %s.%s", role_plurals[p->role],
+              p->what ? p->what : "use this command", p->changes ? " Nothing was changed." : "");
+        return false;
+    }
+    /* A command without a row, or a role Rivet does not know: refused. */
+    reply(ctx, "Your role (%s) may not use %s. Ask your admin.", clip(ctx, ctx->user.role, 30),
+          cmd);
+    return false;
 }
 
 /* ---- dispatch ---- */
@@ -377,6 +530,11 @@ int handle_message(struct db *db, struct arena *a, const struct msg *m, struct r
         out->command = table[i].name;
         if (!ctx.known && !table[i].for_strangers) {
             reply(&ctx, "%s", not_registered);
+            return 0;
+        }
+        if (ctx.known && !role_allows(&ctx, table[i].name, &args)) {
+            const char *c = arena_printf(a, "%s:forbidden", table[i].name);
+            out->command = c ? c : "forbidden";
             return 0;
         }
         table[i].fn(&ctx, &args);

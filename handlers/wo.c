@@ -155,7 +155,10 @@ static void status_buttons(struct hctx *ctx, struct rb *rb, const struct work_or
     bool closed = strcmp(w->status, "completed") == 0 || strcmp(w->status, "cancelled") == 0;
 
     if (closed) {
-        rb_button(ctx, rb, "↩ Reopen", arena_printf(ctx->a, "/wo status %s open", w->number));
+        /* Reopening is for supervisors and admins: no button others would
+         * be refused. */
+        if (role_supervises(ctx))
+            rb_button(ctx, rb, "↩ Reopen", arena_printf(ctx->a, "/wo status %s open", w->number));
     } else {
         for (size_t i = 0; i < sizeof(moves) / sizeof(moves[0]); i++)
             if (strcmp(w->status, moves[i].status) != 0)
@@ -310,10 +313,16 @@ static int wo_alarm(struct hctx *ctx, struct args *args)
         return 0;
     }
     if (!al.equipment_id) {
-        reply(ctx,
-              "Device %s is not linked to a machine. Link it with /equip edit EQ-NUMBER "
-              "device=%s, then press Work order again.",
-              al.device_key, al.device_key);
+        if (role_supervises(ctx))
+            reply(ctx,
+                  "Device %s is not linked to a machine. Link it with /equip edit EQ-NUMBER "
+                  "device=%s, then press Work order again.",
+                  al.device_key, al.device_key);
+        else
+            reply(ctx,
+                  "Device %s is not linked to a machine. Ask a supervisor to link it "
+                  "(/equip edit EQ-NUMBER device=%s), then press Work order again.",
+                  al.device_key, al.device_key);
         return 0;
     }
     title = arena_strdup(

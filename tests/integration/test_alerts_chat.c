@@ -502,14 +502,18 @@ static void test_wo_alarm(void **state)
                     "spindle_temp 82.5 > 80 AND coolant_flow 3.2 < 5");
     ob = deliver(f, id, f->alice, "alarm", "telegram", "1001", false);
 
-    /* The device watches no machine yet: Rivet says how to link it. */
+    /* The device watches no machine yet: Rivet says how to link it (a
+     * technician asks a supervisor, who may). */
     assert_string_equal(sayf(f, "alice", "/wo alarm %lld", (long long)id),
+                        "Device press-3 is not linked to a machine. Ask a supervisor to link it "
+                        "(/equip edit EQ-NUMBER device=press-3), then press Work order again.");
+    assert_string_equal(sayf(f, "sam", "/wo alarm %lld", (long long)id),
                         "Device press-3 is not linked to a machine. Link it with /equip edit "
                         "EQ-NUMBER device=press-3, then press Work order again.");
     assert_int_equal(pgtest_qint(f->c, "SELECT count(*) FROM work_orders", NULL), 0);
 
     /* An unknown device changes nothing, not even the other fields. */
-    assert_string_equal(sayf(f, "alice", "/equip edit %s location=Line 9 device=press-9", f->eq),
+    assert_string_equal(sayf(f, "sam", "/equip edit %s location=Line 9 device=press-9", f->eq),
                         "No device press-9 in your factory. Nothing was changed.");
     assert_int_equal(
         pgtest_qint(f->c, "SELECT count(*) FROM equipment WHERE location = 'Line 9'", NULL), 0);
@@ -517,7 +521,7 @@ static void test_wo_alarm(void **state)
     assert_int_equal(
         pgtest_qint(f->c, "SELECT count(*) FROM devices WHERE equipment_id IS NOT NULL", NULL), 0);
 
-    pgtest_assert_starts_with(sayf(f, "alice", "/equip edit %s device=press-3", f->eq),
+    pgtest_assert_starts_with(sayf(f, "sam", "/equip edit %s device=press-3", f->eq),
                               "📡 Device press-3 now reports for ");
     assert_int_equal(said.n, 2);
     assert_int_equal(pgtest_qint(f->c,
@@ -565,7 +569,7 @@ static void test_wo_alarm(void **state)
     assert_int_equal(pgtest_qint(f->c, "SELECT count(*) FROM work_orders", NULL), 1);
 
     /* device=- unlinks. */
-    pgtest_assert_starts_with(sayf(f, "alice", "/equip edit %s device=-", f->eq),
+    pgtest_assert_starts_with(sayf(f, "sam", "/equip edit %s device=-", f->eq),
                               "📡 Unlinked from ");
     pgtest_assert_contains(said.r[0].text, ": press-3.");
     assert_int_equal(

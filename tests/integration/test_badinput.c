@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "handlers.h"
 #include "pgtest.h"
 
 #define USER "tess"
@@ -47,7 +48,10 @@ static int setup(void **state)
 
     plant = pgtest_factory(f->db, f->a, "Bad Input Plant");
     snprintf(f->fid, sizeof(f->fid), "%lld", (long long)plant);
-    tess = pgtest_user(f->db, f->a, plant, USER, "Tess Tech", "technician");
+    /* A supervisor, so that every free-text slot (equipment edits and
+     * assigning to others included) reaches its handler; bad input is
+     * refused before any role is looked at. */
+    tess = pgtest_user(f->db, f->a, plant, USER, "Tess Tech", "supervisor");
     ole = pgtest_user(f->db, f->a, plant, "ole", "Ole Olsen", "supervisor");
     eq = pgtest_equipment(f->db, f->a, plant, tess, "Siemens", "G120C", "Main drive", "XAJ123",
                           "Line 1", &f->eq);
@@ -398,6 +402,185 @@ static void test_unusual_but_valid_text_stored(void **state)
     }
 }
 
+/* Text that looks like SQL or like a channel's markup (Telegram HTML,
+ * WhatsApp's *bold* _italic_ ~strike~ `code`, an HTML entity). */
+static const char *const markupish[] = {
+    "'; DROP TABLE equipment; --",
+    "<b>x</b>",
+    "*x*",
+    "_x_",
+    "`x`",
+    "&amp;",
+    "<a href='https://example.invalid/'>tap</a> ~x~ ```x```",
+};
+#define N_MARKUPISH (sizeof(markupish) / sizeof(markupish[0]))
+
+/* One message as sender, shown as name (a new user's display name), in
+ * reply to context (may be NULL); committed as a channel does. The replies
+ * joined (static buffer). */
+static const char *say_as(struct fixture *f, const char *sender, const char *name, const char *text,
+                          const char *context)
+{
+    static char joined[8192];
+    struct arena *a = NULL;
+    struct replies out;
+    struct msg m = {.channel = CHANNEL_CONSOLE,
+                    .sender_id = sender,
+                    .sender_name = name,
+                    .text = text,
+                    .text_len = strlen(text),
+                    .context = context};
+    size_t len = 0;
+    int r;
+
+    assert_int_equal(arena_new(&a), 0);
+    replies_init(&out);
+    r = db_begin(f->db);
+    if (r == 0) {
+        r = handle_message(f->db, a, &m, &out);
+        r = r == 0 ? db_commit(f->db) : (db_rollback(f->db), r);
+    }
+    joined[0] = '\0';
+    for (struct reply *rep = out.head; rep && len < sizeof(joined); rep = rep->next)
+        len += (size_t)snprintf(joined + len, sizeof(joined) - len, "%s%s",
+                                rep == out.head ? "" : "\n\n", rep->text);
+    arena_free(a);
+    if (r < 0)
+        fail_msg("%s: %s (%s)", text, strerror(-r), db_errmsg(f->db));
+    return joined;
+}
+
+/* SQL-looking and markup-looking text in every free-text field: machine
+ * manufacturer, model, name, serial and location (added and edited), work
+ * order title, note and description, a new member's name (from the
+ * channel), and plain words (a note in reply to a work order, a fault
+ * reported in a sentence): stored byte for byte, and shown back as typed.
+ * Replies are plain text; the channels escape them (Telegram:
+ * tg_html_escape, tests/unit/test_telegram.c; WhatsApp has no markup to
+ * escape and sends previews off, tests/unit/test_whatsapp.c). */
+static void test_markup_and_sql_stored_verbatim(void **state)
+{
+    struct fixture *f = *state;
+    static const char eq_row[] =
+        "SELECT concat_ws('|', manufacturer, model, name, serial, location) FROM equipment "
+        "WHERE number = $1";
+    char msg[1024], want[1200], word[128], ctx[96], code[16], sender[32], *got, *number, *wo;
+    const char *reply;
+
+    for (size_t i = 0; i < N_MARKUPISH; i++) {
+        const char *p = markupish[i];
+
+        squeeze(p, word, sizeof(word));
+        /* A machine with the text in every field (the serial one word). */
+        snprintf(msg, sizeof(msg), "/equip add «%s» «%s» name=%s serial=%s location=%s", p, p, p,
+                 word, p);
+        reply = pgtest_say(f->db, USER, msg);
+        pgtest_assert_starts_with(reply, "✅ Added EQ-");
+        number = pgtest_qstr(f->c, "SELECT number FROM equipment ORDER BY id DESC LIMIT 1", NULL);
+        got = pgtest_qstr(f->c, eq_row, number, NULL);
+        snprintf(want, sizeof(want), "%s|%s|%s|%s|%s", p, p, p, word, p);
+        assert_string_equal(got, want);
+        free(got);
+        snprintf(want, sizeof(want), "\n%s %s\nName: %s\nSerial: %s\nLocation: %s\n", p, p, p, word,
+                 p);
+        pgtest_assert_contains(reply, want);
+        /* ...edited to it again, from something else. */
+        snprintf(msg, sizeof(msg), "/equip edit %s name=plain location=plain", number);
+        pgtest_assert_starts_with(pgtest_say(f->db, USER, msg), "✏️ Updated ");
+        snprintf(msg, sizeof(msg), "/equip edit %s name=%s location=%s", number, p, p);
+        reply = pgtest_say(f->db, USER, msg);
+        pgtest_assert_starts_with(reply, "✏️ Updated ");
+        got = pgtest_qstr(f->c, eq_row, number, NULL);
+        snprintf(want, sizeof(want), "%s|%s|%s|%s|%s", p, p, p, word, p);
+        assert_string_equal(got, want);
+        free(got);
+        snprintf(msg, sizeof(msg), "/equip view %s", number);
+        snprintf(want, sizeof(want), "Name: %s\n", p);
+        pgtest_assert_contains(pgtest_say(f->db, USER, msg), want);
+
+        /* A work order titled with it, and a note. */
+        snprintf(msg, sizeof(msg), "/wo new %s %s", number, p);
+        reply = pgtest_say(f->db, USER, msg);
+        pgtest_assert_starts_with(reply, "✅ Opened ");
+        pgtest_assert_contains(reply, p);
+        wo = pgtest_qstr(f->c, "SELECT number FROM work_orders ORDER BY id DESC LIMIT 1", NULL);
+        got = pgtest_qstr(f->c, "SELECT title FROM work_orders WHERE number = $1", wo, NULL);
+        assert_string_equal(got, p);
+        free(got);
+        snprintf(msg, sizeof(msg), "/wo note %s %s", wo, p);
+        pgtest_assert_starts_with(pgtest_say(f->db, USER, msg), "📝 Note added");
+        /* A note in plain words, in reply to the work order's message. */
+        snprintf(ctx, sizeof(ctx), "wo:%s:%s", f->fid, wo);
+        reply = say_as(f, USER, USER, p, ctx);
+        pgtest_assert_starts_with(reply, "📝 Note added to ");
+        got = pgtest_qstr(f->c,
+                          "SELECT string_agg(new_value, '|' ORDER BY id) FROM work_order_events "
+                          "WHERE kind = 'note' AND work_order_id = (SELECT id FROM work_orders "
+                          "WHERE number = $1)",
+                          wo, NULL);
+        snprintf(want, sizeof(want), "%s|%s", p, p);
+        assert_string_equal(got, want);
+        free(got);
+        snprintf(msg, sizeof(msg), "/wo view %s", wo);
+        reply = pgtest_say(f->db, USER, msg);
+        snprintf(want, sizeof(want), "%s · %s\n", wo, p);
+        pgtest_assert_contains(reply, want);
+        snprintf(want, sizeof(want), ": 📝 %s\n", p);
+        pgtest_assert_contains(reply, want);
+
+        /* A new member named so by their channel, then given work by
+         * that name. */
+        assert_int_equal(db_invite_create(f->db, (int64_t)strtoll(f->fid, NULL, 10), "technician",
+                                          1, 3600, code, sizeof(code)),
+                         0);
+        snprintf(sender, sizeof(sender), "newcomer-%zu", i);
+        snprintf(msg, sizeof(msg), "/start %s", code);
+        reply = say_as(f, sender, p, msg, NULL);
+        snprintf(want, sizeof(want), "👋 Welcome to Rivet, %s! You joined", p);
+        pgtest_assert_starts_with(reply, want);
+        got = pgtest_qstr(f->c, "SELECT display_name FROM users WHERE console_name = $1", sender,
+                          NULL);
+        assert_string_equal(got, p);
+        free(got);
+        snprintf(msg, sizeof(msg), "/wo assign %s %s", wo, p);
+        snprintf(want, sizeof(want), "👷 %s is assigned to %s.", wo, p);
+        assert_string_equal(pgtest_say(f->db, USER, msg), want);
+        free(wo);
+        free(number);
+
+        /* A fault in a sentence: the proposal keeps the sentence as the
+         * description of the work order it becomes. */
+        snprintf(msg, sizeof(msg), "the main drive is leaking oil %s", p);
+        reply = say_as(f, USER, USER, msg, NULL);
+        pgtest_assert_starts_with(reply, "📝 New work order?");
+        got = pgtest_qstr(f->c, "SELECT description FROM wo_drafts ORDER BY id DESC LIMIT 1", NULL);
+        assert_string_equal(got, msg);
+        free(got);
+        {
+            char create[64];
+            long long id =
+                pgtest_qint(f->c, "SELECT id FROM wo_drafts ORDER BY id DESC LIMIT 1", NULL);
+            snprintf(create, sizeof(create), "/wo draft %lld create", id);
+            pgtest_assert_starts_with(pgtest_say(f->db, USER, create), "✅ Opened ");
+        }
+        got =
+            pgtest_qstr(f->c, "SELECT description FROM work_orders ORDER BY id DESC LIMIT 1", NULL);
+        assert_string_equal(got, msg);
+        free(got);
+        wo = pgtest_qstr(f->c, "SELECT number FROM work_orders ORDER BY id DESC LIMIT 1", NULL);
+        snprintf(ctx, sizeof(ctx), "/wo view %s", wo);
+        snprintf(want, sizeof(want), "\n%s\n", msg);
+        pgtest_assert_contains(pgtest_say(f->db, USER, ctx), want);
+        free(wo);
+    }
+    /* The tables are all still there, and the other factory untouched. */
+    assert_int_equal(pgtest_qint(f->c,
+                                 "SELECT count(*) FROM equipment e JOIN factories f ON "
+                                 "f.id = e.factory_id WHERE f.name = 'Bystander Plant'",
+                                 NULL),
+                     1);
+}
+
 /* 10 KB in every free-text slot, and more: refused before anything is
  * looked up, saying how long it was. */
 static void test_long_messages(void **state)
@@ -578,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_sql_text_in_lookups),
         cmocka_unit_test(test_sql_text_stored_literally),
         cmocka_unit_test(test_unusual_but_valid_text_stored),
+        cmocka_unit_test(test_markup_and_sql_stored_verbatim),
         cmocka_unit_test(test_long_messages),
         cmocka_unit_test(test_field_limits),
         cmocka_unit_test(test_control_characters),

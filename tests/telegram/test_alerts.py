@@ -206,7 +206,7 @@ def t_work_order(env):
     check("not linked" in t, "work order of an unlinked device: %r" % t)
     t = text_of(S["fake"].ask(BOB, "/equip add Siemens G120 name=Press 1"))
     eq_number = H.EQ_RE.search(t).group(0)
-    t = text_of(S["fake"].ask(BOB, "/equip edit %s device=press-1" % eq_number))
+    t = text_of(S["fake"].ask(SUE, "/equip edit %s device=press-1" % eq_number))
     check("press-1" in t or "device" in t.lower(), "/equip edit device= said %r" % t)
     since = S["fake"].last_seq()
     press(BOB, S["alarm_msg"][BOB], "/wo alarm ")

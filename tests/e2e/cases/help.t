@@ -44,11 +44,11 @@ Rivet commands:
   e.g. /equip add Siemens G120C serial=XAJ123 location=Line 2
 
 /equip edit EQ-NUMBER FIELD=VALUE …
-  change name, manufacturer, model, serial, location or criticality
+  change name, manufacturer, model, serial, location or criticality (supervisors and admins)
   e.g. /equip edit EQ-2026-000001 location=Line 3
 
 /equip edit EQ-NUMBER device=KEY|-
-  link the telemetry device that watches this machine (- unlinks)
+  link the telemetry device that watches this machine (- unlinks; supervisors and admins)
   e.g. /equip edit EQ-2026-000001 device=press-3
 
 /wo list [open|mine|all|STATUS] [PAGE]
@@ -64,7 +64,7 @@ Rivet commands:
   e.g. /wo new EQ-2026-000001 Coolant leak at pump priority=high
 
 /wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled
-  move a work order along
+  move a work order along (cancelling and reopening: supervisors and admins)
   e.g. /wo status WO-2026-000001 completed
 
 /wo note WO-NUMBER TEXT
@@ -72,7 +72,7 @@ Rivet commands:
   e.g. /wo note WO-2026-000001 Seal replaced
 
 /wo assign WO-NUMBER USER|me
-  give it to someone
+  take it yourself (me), or give it to someone (supervisors and admins)
   e.g. /wo assign WO-2026-000001 me
 
 /wo alarm ID
@@ -157,11 +157,11 @@ How to use /equip:
   e.g. /equip add Siemens G120C serial=XAJ123 location=Line 2
 
 /equip edit EQ-NUMBER FIELD=VALUE …
-  change name, manufacturer, model, serial, location or criticality
+  change name, manufacturer, model, serial, location or criticality (supervisors and admins)
   e.g. /equip edit EQ-2026-000001 location=Line 3
 
 /equip edit EQ-NUMBER device=KEY|-
-  link the telemetry device that watches this machine (- unlinks)
+  link the telemetry device that watches this machine (- unlinks; supervisors and admins)
   e.g. /equip edit EQ-2026-000001 device=press-3
 
 > /HELP /WO
@@ -180,7 +180,7 @@ How to use /wo:
   e.g. /wo new EQ-2026-000001 Coolant leak at pump priority=high
 
 /wo status WO-NUMBER open|in_progress|on_hold|completed|cancelled
-  move a work order along
+  move a work order along (cancelling and reopening: supervisors and admins)
   e.g. /wo status WO-2026-000001 completed
 
 /wo note WO-NUMBER TEXT
@@ -188,7 +188,7 @@ How to use /wo:
   e.g. /wo note WO-2026-000001 Seal replaced
 
 /wo assign WO-NUMBER USER|me
-  give it to someone
+  take it yourself (me), or give it to someone (supervisors and admins)
   e.g. /wo assign WO-2026-000001 me
 
 /wo alarm ID
