@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "config.h"
 #include "db.h"
 #include "handlers.h"
+#include "llm.h"
 #include "log.h"
 #include "metrics.h"
 #include "photo.h"
@@ -28,8 +31,218 @@ struct chat_threads {
     long flush_deadline; /* now_ms() by which senders stop, once stop_send */
     pthread_t *workers, *senders;
     int n_workers, n_senders;
+    int size;     /* workers asked for */
+    int ocr_busy; /* this channel's photo jobs (jobs.lock) */
     int worker_seq, sender_seq;
 };
+
+const char *chat_log_id(const char *channel, const char *chat, char *buf, size_t n)
+{
+    size_t len;
+
+    if (!chat || !chat[0])
+        return "-";
+    if (strcmp(channel, "whatsapp") != 0 || n == 0)
+        return chat;
+    len = strlen(chat);
+    if (len >= n)
+        len = n - 1;
+    for (size_t i = 0; i < len; i++)
+        buf[i] = i + 4 < len ? '*' : chat[i];
+    buf[len] = '\0';
+    return buf;
+}
+
+/* ---- photo jobs: the cap, per process ---- */
+
+#define NOTICE_CHATS 256
+
+/* Everything here is guarded by lock; the counts are this process's. */
+static struct {
+    pthread_mutex_t lock;
+    int max;  /* OCR_MAX_JOBS; 0 (no channel started) is no cap */
+    int busy; /* photo jobs in progress, every channel */
+    /* Photo rows found waiting for a job, in the order found: a worker that
+     * cannot start a job claims past them. A row leaves when a worker of
+     * this process is done with it, or, the list full, the oldest is
+     * forgotten (found again if it still waits). */
+    int n_waiting;
+    int64_t waiting[QUEUE_MAX_SKIP];
+    /* Chats told that their photo waits, and when (now_ms()). */
+    struct told {
+        char key[80]; /* "channel:chat" */
+        long at;
+    } told[NOTICE_CHATS];
+} jobs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* Whether a worker of t may start a photo job now: under the process's cap,
+ * and one worker of the channel left for text. Needs jobs.lock. */
+static bool job_free(const struct chat_threads *t)
+{
+    return (jobs.max == 0 || jobs.busy < jobs.max) && (t->size < 2 || t->ocr_busy < t->size - 1);
+}
+
+/* Takes a photo job for the row in hand, unless the worker has one: true
+ * when it has one, else the row is marked deferred. */
+static bool job_take(struct chat_photo *wp)
+{
+    if (wp->job)
+        return true;
+    pthread_mutex_lock(&jobs.lock);
+    if (job_free(wp->t)) {
+        jobs.busy++;
+        wp->t->ocr_busy++;
+        wp->job = true;
+    }
+    pthread_mutex_unlock(&jobs.lock);
+    if (!wp->job)
+        wp->deferred = true;
+    return wp->job;
+}
+
+/* Ends the worker's photo job, if it has one. Workers waiting for a
+ * notification are woken when photos wait for the job let go (outside a
+ * transaction: the NOTIFY goes at once). */
+static void job_end(struct chat_photo *wp, struct db *db)
+{
+    int waiting;
+
+    if (!wp->job)
+        return;
+    pthread_mutex_lock(&jobs.lock);
+    jobs.busy--;
+    wp->t->ocr_busy--;
+    waiting = jobs.n_waiting;
+    pthread_mutex_unlock(&jobs.lock);
+    wp->job = false;
+    if (waiting > 0)
+        db_inbox_notify(db);
+}
+
+/* Needs jobs.lock. */
+static int waiting_find(int64_t id)
+{
+    for (int i = 0; i < jobs.n_waiting; i++)
+        if (jobs.waiting[i] == id)
+            return i;
+    return -1;
+}
+
+/* Remembers a photo row that waits for a job; returns how many photos are
+ * ahead of it (jobs in progress, and rows found waiting that came first). */
+static int waiting_add(int64_t id)
+{
+    int ahead;
+
+    pthread_mutex_lock(&jobs.lock);
+    if (waiting_find(id) < 0) {
+        if (jobs.n_waiting == QUEUE_MAX_SKIP) {
+            memmove(jobs.waiting, jobs.waiting + 1, sizeof(jobs.waiting[0]) * --jobs.n_waiting);
+        }
+        jobs.waiting[jobs.n_waiting++] = id;
+    }
+    ahead = jobs.busy;
+    for (int i = 0; i < jobs.n_waiting; i++)
+        if (jobs.waiting[i] < id)
+            ahead++;
+    pthread_mutex_unlock(&jobs.lock);
+    return ahead;
+}
+
+static void waiting_remove(int64_t id)
+{
+    int i;
+
+    pthread_mutex_lock(&jobs.lock);
+    i = waiting_find(id);
+    if (i >= 0) {
+        jobs.n_waiting--;
+        memmove(jobs.waiting + i, jobs.waiting + i + 1,
+                sizeof(jobs.waiting[0]) * (size_t)(jobs.n_waiting - i));
+    }
+    pthread_mutex_unlock(&jobs.lock);
+}
+
+/* Whether the chat may be told now that its photo waits: not told in the
+ * last CHAT_NOTICE_EVERY_S. Records the telling. */
+static bool notice_due(const char *channel, const char *chat)
+{
+    char key[sizeof(jobs.told[0].key)];
+    long now = now_ms();
+    struct told *slot = NULL;
+    bool due = true;
+
+    snprintf(key, sizeof(key), "%s:%s", channel, chat);
+    pthread_mutex_lock(&jobs.lock);
+    for (int i = 0; i < NOTICE_CHATS; i++) {
+        struct told *s = &jobs.told[i];
+
+        if (strcmp(s->key, key) == 0) {
+            slot = s;
+            due = now - s->at >= CHAT_NOTICE_EVERY_S * 1000L;
+            break;
+        }
+        if (!slot || s->at < slot->at)
+            slot = s; /* else the slot told longest ago is reused */
+    }
+    if (due) {
+        memcpy(slot->key, key, sizeof(key));
+        slot->at = now;
+    }
+    pthread_mutex_unlock(&jobs.lock);
+    return due;
+}
+
+/* The row in hand wanted a photo job and found none: it was rolled back
+ * untouched; remember it, and tell its chat when the wait is long. */
+static void photo_wait(struct chat_threads *t, struct db *db, struct arena *a,
+                       const struct inbox_item *it)
+{
+    int ahead = waiting_add(it->id);
+    char cid[CHAT_LOG_ID_MAX];
+    const char *who = chat_log_id(t->ops->channel, it->chat_id, cid, sizeof(cid));
+    enum channel ch;
+
+    metric_inc("rivet_ocr_deferred_total", NULL);
+    log_debug("chat.photo_waits", "channel=%s inbox=%lld chat=%s ahead=%d", t->ops->channel,
+              (long long)it->id, who, ahead);
+    if (ahead >= CHAT_NOTICE_AHEAD && it->chat_id[0] && channel_parse(t->ops->channel, &ch) == 0 &&
+        notice_due(t->ops->channel, it->chat_id)) {
+        struct reply rep = {.text = arena_printf(a,
+                                                 "Rivet is reading other photos first: %d ahead "
+                                                 "of yours. It answers yours as soon as it can.",
+                                                 ahead)};
+
+        if (rep.text && db_begin(db) == 0) {
+            if (channel_queue(db, a, ch, it->chat_id, &rep, NULL) == 0 && db_commit(db) == 0)
+                log_info("chat.photo_queued", "channel=%s inbox=%lld chat=%s ahead=%d",
+                         t->ops->channel, (long long)it->id, who, ahead);
+            else
+                db_rollback(db);
+        }
+    }
+}
+
+/* Copies the caps and their use into /metrics (metrics_on_render()). */
+static void jobs_metrics(void)
+{
+    struct llm_flight f;
+    int busy, max, waiting;
+
+    pthread_mutex_lock(&jobs.lock);
+    busy = jobs.busy;
+    max = jobs.max;
+    waiting = jobs.n_waiting;
+    pthread_mutex_unlock(&jobs.lock);
+    llm_flight_stats(&f);
+    metric_set("rivet_ocr_jobs", busy, NULL);
+    metric_set("rivet_ocr_max_jobs", max, NULL);
+    metric_set("rivet_ocr_waiting", waiting, NULL);
+    metric_set("rivet_llm_in_flight", f.in_flight, NULL);
+    metric_set("rivet_llm_max_in_flight", f.max, NULL);
+    metric_set("rivet_llm_waits_total", (double)(f.waited - f.busy), "result", "waited", NULL);
+    metric_set("rivet_llm_waits_total", (double)f.busy, "result", "busy", NULL);
+}
 
 /* ---- photos ---- */
 
@@ -72,6 +285,10 @@ static int photo_fetch(void *ctx, char sha256[65], const char **why)
                "WebP or TIFF).";
         return -ENOTSUP;
     }
+    if (!job_take(wp)) {
+        *why = "Rivet is busy with other photos.";
+        return -EBUSY; /* the worker puts the row back */
+    }
     r = photo_download(wp, why);
     if (r < 0)
         return r;
@@ -90,6 +307,10 @@ static int photo_read_cb(void *ctx, struct photo_result *out, const char **why)
     if (wp->memo_inbox == wp->inbox && wp->memo_read) {
         *out = *wp->memo;
         return 0; /* a retry: read before */
+    }
+    if (!job_take(wp)) {
+        *why = "Rivet is busy with other photos.";
+        return -EBUSY; /* the worker puts the row back */
     }
     if (wp->bytes.len == 0) { /* a retry that found no read stored */
         r = photo_download(wp, why);
@@ -173,10 +394,12 @@ static void *worker_main(void *arg)
 {
     struct chat_threads *t = arg;
     const struct chat_ops *ops = t->ops;
-    struct chat_photo wp = {.ops = ops};
+    struct chat_photo wp = {.ops = ops, .t = t};
     struct db *db = NULL;
     void *ws = NULL;
-    char name[24], ev_update[24], ev_failed[32];
+    char name[24], ev_update[24], ev_failed[32], cid[CHAT_LOG_ID_MAX];
+    int64_t skip[QUEUE_MAX_SKIP];
+    int deferrals = 0; /* rows put back in a row */
 
     snprintf(name, sizeof(name), "%s-work-%d", ops->prefix,
              __atomic_add_fetch(&t->worker_seq, 1, __ATOMIC_RELAXED));
@@ -198,15 +421,22 @@ static void *worker_main(void *arg)
         bool retried = false;
         struct arena *a = NULL;
         long started = now_ms();
-        int r;
+        int r, n_skip = 0;
 
         if (arena_new(&a) < 0) {
             nap(&t->stop_work, 100);
             continue;
         }
+        /* No photo job free: claim past the photos known to wait for one. */
+        pthread_mutex_lock(&jobs.lock);
+        if (!job_free(t)) {
+            n_skip = jobs.n_waiting;
+            memcpy(skip, jobs.waiting, sizeof(skip[0]) * (size_t)n_skip);
+        }
+        pthread_mutex_unlock(&jobs.lock);
         r = db_begin(db);
         if (r == 0)
-            r = db_inbox_claim(db, a, ops->channel, &it);
+            r = db_inbox_claim_skip(db, a, ops->channel, skip, n_skip, &it);
         if (r == -ENOENT) {
             db_rollback(db);
             arena_free(a);
@@ -237,9 +467,25 @@ static void *worker_main(void *arg)
             buf_free(&wp.bytes);
             wp.file_id = wp.mime_type = NULL;
             wp.too_big = false;
+            if (wp.deferred) {
+                /* Its photo waits for a job: the row goes back as it was
+                 * (no attempt counted), and the worker claims past it. */
+                wp.deferred = false;
+                db_rollback(db);
+                photo_wait(t, db, a, &it);
+                arena_free(a);
+                /* Only rows put back, as many as can be remembered: the
+                 * list cannot hold them all; wait for a job to end. */
+                if (++deferrals >= QUEUE_MAX_SKIP) {
+                    deferrals = 0;
+                    db_wait_notify(db, 500);
+                }
+                continue;
+            }
             if (r == 0)
                 r = db_inbox_done(db, it.id, h.outcome);
         }
+        deferrals = 0;
         if (r == 0) {
             r = db_commit(db);
         } else if (db_rollback_to(db, "handler") == 0 &&
@@ -256,8 +502,8 @@ static void *worker_main(void *arg)
             metric_inc("rivet_updates_handled_total", "channel", ops->channel, "outcome", "error",
                        NULL);
             log_error(ev_failed, "inbox=%lld chat=%s err=%s detail=%s attempt=%d", (long long)it.id,
-                      it.chat_id, strerror(-r), log_quote(q, sizeof(q), db_errmsg(db)),
-                      it.attempts + 1);
+                      chat_log_id(ops->channel, it.chat_id, cid, sizeof(cid)), strerror(-r),
+                      log_quote(q, sizeof(q), db_errmsg(db)), it.attempts + 1);
             /* The connection is gone with the transaction: count the
              * attempt in a transaction of its own; the row stays pending. */
             if (!retried)
@@ -269,9 +515,11 @@ static void *worker_main(void *arg)
                        h.outcome ? h.outcome : "ok", NULL);
             metric_observe("rivet_handler_seconds", ms / 1000.0, "channel", ops->channel, NULL);
             log_info(ev_update, "inbox=%lld chat=%s handler=%s outcome=%s ms=%ld", (long long)it.id,
-                     it.chat_id[0] ? it.chat_id : "-", h.command ? h.command : "-",
-                     h.outcome ? h.outcome : "ok", ms);
+                     chat_log_id(ops->channel, it.chat_id, cid, sizeof(cid)),
+                     h.command ? h.command : "-", h.outcome ? h.outcome : "ok", ms);
         }
+        job_end(&wp, db);
+        waiting_remove(it.id);
         if (ops->handled)
             ops->handled(ws, &h, r == 0);
         arena_free(a);
@@ -296,7 +544,7 @@ static void *sender_main(void *arg)
     const struct chat_ops *ops = t->ops;
     struct db *db = NULL;
     void *ss = NULL;
-    char name[24], ev_sent[24];
+    char name[24], ev_sent[24], cid[CHAT_LOG_ID_MAX];
     int seq = __atomic_add_fetch(&t->sender_seq, 1, __ATOMIC_RELAXED);
     bool first = seq == 1;
     long last_purge = -3600 * 1000L;
@@ -370,8 +618,8 @@ static void *sender_main(void *arg)
         metric_inc("rivet_messages_sent_total", "channel", ops->channel, "result", results[s],
                    NULL);
         log_info(ev_sent, "outbox=%lld chat=%s method=%s outcome=%s status=%d attempt=%d ms=%ld",
-                 (long long)it.id, it.chat_id, it.method, names[s], status, it.attempts + 1,
-                 now_ms() - started);
+                 (long long)it.id, chat_log_id(ops->channel, it.chat_id, cid, sizeof(cid)),
+                 it.method, names[s], status, it.attempts + 1, now_ms() - started);
         arena_free(a);
     }
 out:
@@ -393,6 +641,12 @@ int chat_threads_start(const struct config *cfg, const struct chat_ops *ops, voi
     t->cfg = cfg;
     t->ops = ops;
     t->ch = ch;
+    t->size = n_workers;
+    pthread_mutex_lock(&jobs.lock);
+    jobs.max = cfg->ocr_max_jobs;
+    pthread_mutex_unlock(&jobs.lock);
+    llm_set_max_in_flight(cfg->llm_max_in_flight);
+    metrics_on_render(jobs_metrics);
     t->workers = calloc((size_t)n_workers + 1, sizeof(pthread_t));
     t->senders = calloc((size_t)n_senders + 1, sizeof(pthread_t));
     if (!t->workers || !t->senders) {

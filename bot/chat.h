@@ -47,6 +47,9 @@ struct chat_photo {
     bool too_big; /* the channel already knows it is over its limit */
     /* private to chat.c */
     const struct chat_ops *ops;
+    struct chat_threads *t;
+    bool job;      /* holds one of the process's photo jobs (OCR_MAX_JOBS) */
+    bool deferred; /* wanted a photo job and found none free */
     void *ws;
     struct photo_reader *pr;
     struct buf bytes;
@@ -104,9 +107,26 @@ struct chat_ops {
 
 struct chat_threads;
 
+/* A chat id as log lines show it. A WhatsApp chat id is the user's phone
+ * number, which no log line carries: all but its last four characters are
+ * masked ("********4321"), enough to follow one chat through a log. Other
+ * channels' ids are returned as they are. "-" for an empty id. */
+#define CHAT_LOG_ID_MAX 64
+const char *chat_log_id(const char *channel, const char *chat, char *buf, size_t n);
+
 /* Starts n_workers workers and n_senders senders for the channel ch (passed
  * to every op). cfg and ops must outlive the threads. 0 and *ret, or
- * -errno. */
+ * -errno.
+ *
+ * Photo jobs (a photo's download and read, its LLM fallback included) are
+ * capped per process, every channel together, at cfg->ocr_max_jobs, and a
+ * channel with two workers or more keeps one of them out of photo jobs, so
+ * text is always answered. A worker that finds no job free when its handler
+ * asks for the photo puts the row back untouched, remembers it (at most
+ * QUEUE_MAX_SKIP rows, oldest forgotten first) and claims past it until a
+ * job is free. The chat of a photo that waits behind CHAT_NOTICE_AHEAD
+ * others is told so, at most once in CHAT_NOTICE_EVERY_S. cfg->llm_max_in_flight is set as the
+ * process's LLM cap (llm_set_max_in_flight()). */
 int chat_threads_start(const struct config *cfg, const struct chat_ops *ops, void *ch,
                        int n_workers, int n_senders, struct chat_threads **ret);
 
@@ -118,6 +138,10 @@ void chat_threads_stop(struct chat_threads *t, int flush_s);
 /* Tries before a row that keeps failing is given up (with an apology), and
  * before a message that keeps failing to send is. */
 #define CHAT_MAX_HANDLE_ATTEMPTS 5
+/* "Rivet is reading other photos first: N ahead of yours": for N at least
+ * this, at most once a chat in this many seconds (per process). */
+#define CHAT_NOTICE_AHEAD 3
+#define CHAT_NOTICE_EVERY_S 600
 #define CHAT_MAX_SEND_ATTEMPTS 50
 
 #endif

@@ -465,6 +465,10 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             const char *what;
         } ints[] = {
             {"RIVET_WORKERS", 0, 1, 64, offsetof(struct config, workers), "a number of threads"},
+            {"OCR_MAX_JOBS", 0, 1, 64, offsetof(struct config, ocr_max_jobs),
+             "a number of photo jobs"},
+            {"LLM_MAX_IN_FLIGHT", 4, 1, 256, offsetof(struct config, llm_max_in_flight),
+             "a number of requests"},
             {"TELEGRAM_SENDERS", 2, 1, 16, offsetof(struct config, telegram_senders),
              "a number of threads"},
             {"TELEGRAM_POLL_TIMEOUT_S", 30, 0, 50, offsetof(struct config, telegram_poll_timeout_s),
@@ -519,6 +523,20 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
         }
         if (cfg->whatsapp_workers == 0)
             cfg->whatsapp_workers = cfg->workers;
+        /* Photos may keep every worker but one busy: text is always
+         * answered by the one left. */
+        if (cfg->ocr_max_jobs == 0) {
+            cfg->ocr_max_jobs = cfg->workers > 1 ? cfg->workers - 1 : 1;
+        } else if (cfg->workers > 1 && cfg->ocr_max_jobs >= cfg->workers) {
+            snprintf(err, errlen,
+                     "OCR_MAX_JOBS must be less than RIVET_WORKERS (%d), so that a worker is "
+                     "always free for text",
+                     cfg->workers);
+            return -EINVAL;
+        } else if (cfg->workers == 1 && cfg->ocr_max_jobs > 1) {
+            snprintf(err, errlen, "OCR_MAX_JOBS must be 1 when RIVET_WORKERS is 1");
+            return -EINVAL;
+        }
     }
 
     cfg->telegram_token = env("TELEGRAM_BOT_TOKEN");

@@ -14,6 +14,8 @@ struct config {
     enum log_level log_level; /* RIVET_LOG_LEVEL */
     int statement_timeout_ms; /* RIVET_STATEMENT_TIMEOUT_MS */
     int workers;              /* RIVET_WORKERS: threads handling messages */
+    int ocr_max_jobs;         /* OCR_MAX_JOBS: photo jobs at once, per process */
+    int llm_max_in_flight;    /* LLM_MAX_IN_FLIGHT: LLM requests at once, per process */
 
     /* Telegram; the channel is off without a token. */
     const char *telegram_token;          /* TELEGRAM_BOT_TOKEN: secret */

@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -116,6 +117,43 @@ static const struct family families[] = {
         .name = "rivet_llm_fallbacks_total",
         .type = METRIC_COUNTER,
         .help = "Nameplate reads handed to the LLM fallback, by result.",
+        .labels = {"result"},
+    },
+    {
+        .name = "rivet_ocr_jobs",
+        .type = METRIC_GAUGE,
+        .help = "Photo jobs (download and read) in progress in this process.",
+    },
+    {
+        .name = "rivet_ocr_max_jobs",
+        .type = METRIC_GAUGE,
+        .help = "OCR_MAX_JOBS: the photo jobs this process runs at once.",
+    },
+    {
+        .name = "rivet_ocr_waiting",
+        .type = METRIC_GAUGE,
+        .help = "Photo updates this process found waiting for a free photo job.",
+    },
+    {
+        .name = "rivet_ocr_deferred_total",
+        .type = METRIC_COUNTER,
+        .help = "Photo updates put back in the inbox because every photo job was taken.",
+    },
+    {
+        .name = "rivet_llm_in_flight",
+        .type = METRIC_GAUGE,
+        .help = "LLM requests in progress in this process.",
+    },
+    {
+        .name = "rivet_llm_max_in_flight",
+        .type = METRIC_GAUGE,
+        .help = "LLM_MAX_IN_FLIGHT: the LLM requests this process makes at once.",
+    },
+    {
+        .name = "rivet_llm_waits_total",
+        .type = METRIC_COUNTER,
+        .help = "LLM calls that found LLM_MAX_IN_FLIGHT requests in flight, by result "
+                "(waited: got a slot later, busy: gave up).",
         .labels = {"result"},
     },
     {
@@ -517,11 +555,44 @@ static int family_render(struct buf *out, size_t fi)
     return r;
 }
 
-int metrics_render(struct buf *out)
+#define MAX_HOOKS 8
+
+static pthread_mutex_t hooks_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*hooks[MAX_HOOKS])(void);
+static size_t n_hooks;
+
+int metrics_on_render(void (*fn)(void))
 {
-    size_t start = out->len;
     int r = 0;
 
+    pthread_mutex_lock(&hooks_lock);
+    for (size_t i = 0; i < n_hooks; i++)
+        if (hooks[i] == fn)
+            goto out;
+    if (n_hooks == MAX_HOOKS) {
+        r = -ENOSPC;
+        goto out;
+    }
+    hooks[n_hooks++] = fn;
+out:
+    pthread_mutex_unlock(&hooks_lock);
+    return r;
+}
+
+int metrics_render(struct buf *out)
+{
+    void (*run[MAX_HOOKS])(void);
+    size_t start = out->len, n;
+    int r = 0;
+
+    /* The hooks copy in what others keep, before the registry is locked
+     * (they call metric_set()). */
+    pthread_mutex_lock(&hooks_lock);
+    n = n_hooks;
+    memcpy(run, hooks, sizeof(run[0]) * n);
+    pthread_mutex_unlock(&hooks_lock);
+    for (size_t i = 0; i < n; i++)
+        run[i]();
     /* Only memory is touched under the lock; the caller sends the text. */
     pthread_mutex_lock(&lock);
     for (size_t fi = 0; r == 0 && fi < N_FAMILIES; fi++)
@@ -537,6 +608,9 @@ int metrics_render(struct buf *out)
 
 void metrics_reset(void)
 {
+    pthread_mutex_lock(&hooks_lock);
+    n_hooks = 0;
+    pthread_mutex_unlock(&hooks_lock);
     pthread_mutex_lock(&lock);
     for (size_t fi = 0; fi < N_FAMILIES; fi++) {
         for (size_t i = 0; i < n_series[fi]; i++) {

@@ -47,7 +47,13 @@ void metric_observe(const char *name, double v, ...) __attribute__((sentinel));
  * (as buf_add()), and then leaves out as it was. */
 int metrics_render(struct buf *out);
 
-/* Forgets every series (tests). */
+/* Registers fn to run at the start of each metrics_render(), outside the
+ * registry's lock, to copy in with metric_set() what another module keeps
+ * (a per-process cap and its use). Registering the same fn again changes
+ * nothing. Returns 0, or -ENOSPC past 8 hooks. */
+int metrics_on_render(void (*fn)(void));
+
+/* Forgets every series and every hook (tests). */
 void metrics_reset(void);
 
 #endif

@@ -4,6 +4,7 @@
 #include "db_internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,22 +90,45 @@ int db_inbox_notify(struct db *db)
 
 int db_inbox_claim(struct db *db, struct arena *a, const char *channel, struct inbox_item *ret)
 {
+    return db_inbox_claim_skip(db, a, channel, NULL, 0, ret);
+}
+
+int db_inbox_claim_skip(struct db *db, struct arena *a, const char *channel, const int64_t *skip,
+                        int n_skip, struct inbox_item *ret)
+{
     /* The inner query names the oldest unhandled update of every chat; the
-     * outer one locks the first that is due and not taken by another
-     * worker. handled_at IS NULL is checked again on the locked row, in
-     * case it was handled between the two. */
+     * outer one locks the first that is due, not skipped and not taken by
+     * another worker. handled_at IS NULL is checked again on the locked
+     * row, in case it was handled between the two. */
     static const struct db_stmt st = {
         "inbox_claim",
         "SELECT i.id, i.chat_id, i.payload, i.attempts FROM inbox i JOIN ("
         "  SELECT DISTINCT ON (chat_id) id FROM inbox "
         "  WHERE channel = $1 AND handled_at IS NULL ORDER BY chat_id, id) h ON h.id = i.id "
-        "WHERE i.handled_at IS NULL AND i.not_before <= now() "
+        "WHERE i.handled_at IS NULL AND i.not_before <= now() AND i.id <> ALL($2::bigint[]) "
         "ORDER BY i.id LIMIT 1 FOR UPDATE OF i SKIP LOCKED",
-        1};
+        2};
+    const char *ids = "{}";
     PGresult *res;
     int r;
 
-    r = db_query(db, &st, (const char *[]){channel}, &res);
+    if (n_skip < 0 || n_skip > QUEUE_MAX_SKIP)
+        return -EINVAL;
+    if (n_skip > 0) {
+        /* "{1,2,3}": at most 20 characters and a comma per id. */
+        size_t cap = (size_t)n_skip * 21 + 3, len = 0;
+        char *p = arena_alloc(a, cap);
+
+        if (!p)
+            return -ENOMEM;
+        p[len++] = '{';
+        for (int k = 0; k < n_skip; k++)
+            len += (size_t)snprintf(p + len, cap - len, "%s%lld", k ? "," : "", (long long)skip[k]);
+        p[len++] = '}';
+        p[len] = '\0';
+        ids = p;
+    }
+    r = db_query(db, &st, (const char *[]){channel, ids}, &res);
     if (r < 0)
         return r;
     if (PQntuples(res) == 0) {

@@ -48,6 +48,13 @@ int db_inbox_notify(struct db *db);
  * of a chat whose older updates are all handled, locked until the
  * transaction ends. -ENOENT when there is none. */
 int db_inbox_claim(struct db *db, struct arena *a, const char *channel, struct inbox_item *ret);
+/* The same, passing over the updates whose ids are in skip (n_skip of
+ * them, 0 to QUEUE_MAX_SKIP; skip may be NULL when n_skip is 0): a worker
+ * that cannot start a photo job now claims past the photos it knows wait
+ * for one. -EINVAL for n_skip out of range. */
+#define QUEUE_MAX_SKIP 256
+int db_inbox_claim_skip(struct db *db, struct arena *a, const char *channel, const int64_t *skip,
+                        int n_skip, struct inbox_item *ret);
 /* Marks an update handled, in the caller's transaction. */
 int db_inbox_done(struct db *db, int64_t id, const char *outcome);
 /* After a failed attempt (its own transaction): counts it and holds the

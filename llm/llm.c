@@ -118,7 +118,8 @@ static void err_set(char *err, size_t errn, const char *what)
 }
 
 /* Whether s (n bytes) is well-formed UTF-8 without control characters (C0,
- * DEL, C1), line or paragraph separators, or bidirectional overrides. */
+ * DEL, C1), line or paragraph separators, bidirectional overrides or
+ * U+FEFF: what handle_message() refuses in typed text (text_has_control). */
 static bool text_ok(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -156,7 +157,7 @@ static bool text_ok(const char *s, size_t n)
             (c >= 0xD800 && c <= 0xDFFF))
             return false; /* overlong, out of range or a surrogate */
         if ((c >= 0x80 && c <= 0x9F) || c == 0x2028 || c == 0x2029 ||
-            (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069))
+            (c >= 0x202A && c <= 0x202E) || (c >= 0x2066 && c <= 0x2069) || c == 0xFEFF)
             return false;
         p += k + 1;
     }
@@ -834,6 +835,78 @@ void llm_reset_skips(void)
     pthread_mutex_unlock(&skip_lock);
 }
 
+/* ---- the cap on requests in flight (process-wide) ---- */
+
+static pthread_mutex_t flight_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t flight_cond = PTHREAD_COND_INITIALIZER;
+static int flight_max; /* 0: no cap */
+static int flight_now;
+static uint64_t flight_waited, flight_busy;
+
+void llm_set_max_in_flight(int n)
+{
+    pthread_mutex_lock(&flight_lock);
+    flight_max = n > 0 ? n : 0;
+    pthread_cond_broadcast(&flight_cond);
+    pthread_mutex_unlock(&flight_lock);
+}
+
+void llm_flight_stats(struct llm_flight *out)
+{
+    pthread_mutex_lock(&flight_lock);
+    *out = (struct llm_flight){
+        .in_flight = flight_now, .max = flight_max, .waited = flight_waited, .busy = flight_busy};
+    pthread_mutex_unlock(&flight_lock);
+}
+
+/* Takes a slot, waiting while the cap is reached: until until_ms (now_ms()
+ * time), or until l's stop flag is set. 0, -EBUSY or -ECANCELED. */
+static int flight_take(const struct llm *l, int64_t until_ms)
+{
+    bool counted = false;
+    int r = 0;
+
+    pthread_mutex_lock(&flight_lock);
+    while (flight_max > 0 && flight_now >= flight_max) {
+        int64_t left = until_ms - now_ms();
+        struct timespec ts;
+
+        if (!counted) {
+            flight_waited++;
+            counted = true;
+        }
+        if (stopped(l)) {
+            r = -ECANCELED;
+            break;
+        }
+        if (left <= 0) {
+            flight_busy++;
+            r = -EBUSY;
+            break;
+        }
+        /* In steps, so that the stop flag is seen. */
+        if (left > STOP_POLL_MS)
+            left = STOP_POLL_MS;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)(left % 1000) * 1000000L;
+        ts.tv_sec += (time_t)(left / 1000) + ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&flight_cond, &flight_lock, &ts);
+    }
+    if (r == 0)
+        flight_now++;
+    pthread_mutex_unlock(&flight_lock);
+    return r;
+}
+
+static void flight_release(void)
+{
+    pthread_mutex_lock(&flight_lock);
+    flight_now--;
+    pthread_cond_signal(&flight_cond);
+    pthread_mutex_unlock(&flight_lock);
+}
+
 /* ---- the client ---- */
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
@@ -1420,8 +1493,27 @@ static int run_chain(struct llm *l, const struct request *q, struct llm_usage *u
                      size_t errn)
 {
     int r = -EAGAIN; /* stays so when every provider is skipped */
+    int64_t wait_until;
 
     l->deadline = l->total_ms > 0 ? now_ms() + l->total_ms : 0;
+    /* A slot under LLM_MAX_IN_FLIGHT: waited for within the call's own
+     * time (its total timeout, else the longest provider timeout). */
+    wait_until = l->deadline;
+    if (!wait_until) {
+        int longest = 0;
+
+        for (int i = 0; i < l->n; i++)
+            if (l->p[i].timeout_ms > longest)
+                longest = l->p[i].timeout_ms;
+        wait_until = now_ms() + longest;
+    }
+    r = flight_take(l, wait_until);
+    if (r < 0) {
+        err_add(err, errn,
+                r == -EBUSY ? "no slot: LLM_MAX_IN_FLIGHT requests in flight" : "cancelled");
+        return r;
+    }
+    r = -EAGAIN;
     for (int i = 0; i < l->n; i++) {
         const struct llm_provider *p = &l->p[i];
         int64_t left = skip_remaining(l->key[i], now_ms());
@@ -1461,6 +1553,7 @@ static int run_chain(struct llm *l, const struct request *q, struct llm_usage *u
         if (r == -ECANCELED || r == -ENOMEM)
             break;
     }
+    flight_release();
     return r;
 }
 

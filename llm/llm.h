@@ -83,7 +83,8 @@ struct llm_usage {
  * JPEG or PNG), -EAGAIN when every provider is skipped for failing,
  * -ETIMEDOUT, -ECONNREFUSED, -EBADMSG (an answer that is not the schema),
  * -E2BIG (an image over LLM_MAX_IMAGE, or an answer too large), -EIO (an
- * HTTP error from the last provider tried), -ECANCELED, -ENOMEM. out is
+ * HTTP error from the last provider tried), -EBUSY (no slot under
+ * llm_set_max_in_flight() in time), -ECANCELED, -ENOMEM. out is
  * written only on success; usage is filled in on failure too. err (size
  * errn) gets a line for the log, with no key or URL in it. */
 int llm_read_nameplate(struct llm *l, const void *image, size_t len, const char *mime,
@@ -113,7 +114,8 @@ int llm_read_nameplate(struct llm *l, const void *image, size_t len, const char 
  * when every provider is skipped for failing, -ETIMEDOUT, -ECONNREFUSED,
  * -EBADMSG (an answer with no text), -E2BIG (a prompt over LLM_MAX_PROMPT,
  * or an answer over LLM_MAX_RESPONSE), -EIO (an HTTP error from the last
- * provider tried), -ECANCELED, -ENOMEM. answer is written only on success;
+ * provider tried), -EBUSY (no slot under llm_set_max_in_flight() in time),
+ * -ECANCELED, -ENOMEM. answer is written only on success;
  * usage (may be NULL) is filled in on failure too. err (size errn) gets a
  * line for the log ("name: what happened" per provider), with no key, URL
  * or prompt text in it. */
@@ -145,6 +147,23 @@ int llm_parse_answer(const char *body, size_t len, struct nameplate *out, struct
  * -ENOMEM; out is written only on success. Pure: for unit tests and
  * fuzzing. */
 int llm_parse_text(const char *body, size_t len, char *out, size_t outn, struct llm_usage *usage);
+
+/* Caps the LLM requests in flight across the process, every struct llm
+ * together, at n (LLM_MAX_IN_FLIGHT; 0, the default, is no cap). A call
+ * (llm_read_nameplate, llm_chat) that finds n in flight waits for a slot
+ * within its own time (its total timeout when one is set, else the longest
+ * timeout of its providers), then gives -EBUSY with nothing sent; a stop
+ * flag set meanwhile gives -ECANCELED. Safe from any thread. */
+void llm_set_max_in_flight(int n);
+
+/* The cap's state: requests in flight, the cap (0: none), calls that had
+ * to wait for a slot and calls that gave up waiting (-EBUSY), since the
+ * process started. */
+struct llm_flight {
+    int in_flight, max;
+    uint64_t waited, busy;
+};
+void llm_flight_stats(struct llm_flight *out);
 
 /* Forgets which providers failed and are skipped (the process-wide state
  * behind -EAGAIN). For tests. */

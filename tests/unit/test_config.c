@@ -576,6 +576,71 @@ static void test_config_assist(void **state)
     assert_refused("ASSIST_TIMEOUT_S", NULL);
 }
 
+static const char *const limits_vars[] = {"RIVET_WORKERS", "OCR_MAX_JOBS", "LLM_MAX_IN_FLIGHT"};
+
+static int limits_env_clean(void **state)
+{
+    cfg_env_clean(state);
+    for (size_t i = 0; i < sizeof(limits_vars) / sizeof(limits_vars[0]); i++)
+        unsetenv(limits_vars[i]);
+    return 0;
+}
+
+static void test_config_limits(void **state)
+{
+    static const char *const bad[] = {"0", "-1", "65", "two", "1.5", " 2"};
+    struct config cfg;
+    char err[256] = "";
+
+    /* The defaults: one worker kept for text, 4 LLM requests. */
+    setenv("RIVET_WORKERS", "4", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ocr_max_jobs, 3);
+    assert_int_equal(cfg.llm_max_in_flight, 4);
+    setenv("RIVET_WORKERS", "2", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ocr_max_jobs, 1);
+    setenv("RIVET_WORKERS", "1", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ocr_max_jobs, 1);
+    unsetenv("RIVET_WORKERS");
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_true(cfg.ocr_max_jobs >= 1);
+    assert_true(cfg.workers == 1 || cfg.ocr_max_jobs == cfg.workers - 1);
+
+    /* Set: within 1 to 64, and below RIVET_WORKERS. */
+    setenv("RIVET_WORKERS", "8", 1);
+    setenv("OCR_MAX_JOBS", "2", 1);
+    setenv("LLM_MAX_IN_FLIGHT", "256", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ocr_max_jobs, 2);
+    assert_int_equal(cfg.llm_max_in_flight, 256);
+    setenv("OCR_MAX_JOBS", "7", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    assert_int_equal(cfg.ocr_max_jobs, 7);
+    setenv("OCR_MAX_JOBS", "8", 1);
+    assert_refused("OCR_MAX_JOBS must be less than RIVET_WORKERS (8)", NULL);
+    setenv("RIVET_WORKERS", "1", 1);
+    setenv("OCR_MAX_JOBS", "1", 1);
+    assert_int_equal(config_load(&cfg, 0, err, sizeof(err)), 0);
+    setenv("OCR_MAX_JOBS", "2", 1);
+    assert_refused("OCR_MAX_JOBS must be 1 when RIVET_WORKERS is 1", NULL);
+    setenv("RIVET_WORKERS", "64", 1);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        setenv("OCR_MAX_JOBS", bad[i], 1);
+        assert_refused("OCR_MAX_JOBS must be a number of photo jobs, 1 to 64", NULL);
+    }
+    unsetenv("OCR_MAX_JOBS");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (strcmp(bad[i], "65") == 0)
+            continue; /* allowed here */
+        setenv("LLM_MAX_IN_FLIGHT", bad[i], 1);
+        assert_refused("LLM_MAX_IN_FLIGHT must be a number of requests, 1 to 256", NULL);
+    }
+    setenv("LLM_MAX_IN_FLIGHT", "257", 1);
+    assert_refused("LLM_MAX_IN_FLIGHT", NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -601,6 +666,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_config_whatsapp, web_env_clean, web_env_clean),
         cmocka_unit_test_setup_teardown(test_config_telegram_webhook, web_env_clean, web_env_clean),
         cmocka_unit_test_setup_teardown(test_config_assist, assist_env_clean, assist_env_clean),
+        cmocka_unit_test_setup_teardown(test_config_limits, limits_env_clean, limits_env_clean),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -210,6 +210,7 @@ static void test_parse_bad_text(void **state)
     expect_bad("\"{\\\"serial\\\": \\\"12\\\\u202e34\\\"}\""); /* bidi override */
     expect_bad("\"{\\\"serial\\\": \\\"12\\\\u2028\\\"}\"");   /* line separator */
     expect_bad("\"{\\\"serial\\\": \\\"\\\\ud800\\\"}\"");     /* lone surrogate */
+    expect_bad("\"{\\\"serial\\\": \\\"12\\\\ufeff34\\\"}\""); /* BOM, found by fuzz_llm */
     /* UTF-8 is fine: umlauts, CJK, an emoji */
     assert_int_equal(parse("\"{\\\"manufacturer\\\": \\\"M\\u00fcller \\u5de5\\u696d "
                            "\\\\ud83d\\\\udd27\\\"}\"",

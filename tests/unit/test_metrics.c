@@ -824,6 +824,65 @@ static void test_threads(void **state)
     free(t);
 }
 
+/* ---- hooks ---- */
+
+static int hook_calls;
+
+static void hook_a(void)
+{
+    hook_calls++;
+    metric_set("rivet_ocr_jobs", hook_calls, NULL);
+}
+
+static void hook_b(void)
+{
+    metric_set("rivet_llm_in_flight", 7, NULL);
+}
+
+#define NOP_HOOK(n)                                                                                \
+    static void hook_nop##n(void)                                                                  \
+    {                                                                                              \
+    }
+NOP_HOOK(1)
+NOP_HOOK(2)
+NOP_HOOK(3)
+NOP_HOOK(4)
+NOP_HOOK(5)
+NOP_HOOK(6)
+NOP_HOOK(7)
+
+static void test_render_hooks(void **state)
+{
+    void (*nops[])(void) = {hook_nop1, hook_nop2, hook_nop3, hook_nop4,
+                            hook_nop5, hook_nop6, hook_nop7};
+    char *t;
+
+    hook_calls = 0;
+    assert_int_equal(metrics_on_render(hook_a), 0);
+    assert_int_equal(metrics_on_render(hook_a), 0); /* once only */
+    assert_int_equal(metrics_on_render(hook_b), 0);
+    t = render();
+    assert_int_equal(hook_calls, 1);
+    assert_true(has_line(t, "rivet_ocr_jobs 1"));
+    assert_true(has_line(t, "rivet_llm_in_flight 7"));
+    assert_exposition(t);
+    free(t);
+    t = render();
+    assert_true(has_line(t, "rivet_ocr_jobs 2"));
+    free(t);
+    /* At most 8 hooks: 2 registered, 6 more fit, the 9th does not. */
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(metrics_on_render(nops[i]), 0);
+    assert_int_equal(metrics_on_render(nops[6]), -ENOSPC);
+    assert_int_equal(metrics_on_render(hook_b), 0); /* already there */
+    /* Reset forgets the hooks. */
+    metrics_reset();
+    t = render();
+    assert_int_equal(hook_calls, 2); /* not called */
+    assert_true(has_line(t, "rivet_ocr_jobs 0"));
+    free(t);
+}
+
 /* ---- the whole exposition ---- */
 
 static void test_format_all_families(void **state)
@@ -846,6 +905,13 @@ static void test_format_all_families(void **state)
     metric_inc("rivet_ocr_reads_total", "result", "ok", NULL);
     metric_observe("rivet_ocr_seconds", 4.2, NULL);
     metric_inc("rivet_llm_fallbacks_total", "result", "timeout", NULL);
+    metric_set("rivet_ocr_jobs", 1, NULL);
+    metric_set("rivet_ocr_max_jobs", 1, NULL);
+    metric_set("rivet_ocr_waiting", 17, NULL);
+    metric_inc("rivet_ocr_deferred_total", NULL);
+    metric_set("rivet_llm_in_flight", 2, NULL);
+    metric_set("rivet_llm_max_in_flight", 4, NULL);
+    metric_set("rivet_llm_waits_total", 3, "result", "waited", NULL);
     metric_inc("rivet_assist_requests_total", "result", "ok", NULL);
     metric_observe("rivet_assist_seconds", 1.5, NULL);
     metric_add("rivet_assist_cost_usd_total", 0.0004, NULL);
@@ -860,8 +926,8 @@ static void test_format_all_families(void **state)
     t = render();
     assert_exposition(t);
     /* Every family once, with HELP and TYPE, in table order. */
-    assert_int_equal(count_lines(t, "# HELP "), 24);
-    assert_int_equal(count_lines(t, "# TYPE "), 24);
+    assert_int_equal(count_lines(t, "# HELP "), 31);
+    assert_int_equal(count_lines(t, "# TYPE "), 31);
     assert_true(strstr(t, "# TYPE rivet_build_info gauge\n") == t + strcspn(t, "\n") + 1);
     assert_true(strstr(t, "# TYPE rivet_db_errors_total counter") <
                 strstr(t, "# TYPE rivet_metrics_misuse_total counter"));
@@ -873,6 +939,8 @@ static void test_format_all_families(void **state)
     assert_true(has_line(t, "rivet_handler_seconds_bucket{channel=\"whatsapp\",le=\"30\"} 0"));
     assert_true(has_line(t, "rivet_handler_seconds_bucket{channel=\"whatsapp\",le=\"+Inf\"} 1"));
     assert_true(has_line(t, "rivet_db_errors_total{component=\"\"} 0.5"));
+    assert_true(has_line(t, "rivet_ocr_waiting 17"));
+    assert_true(has_line(t, "rivet_llm_waits_total{result=\"waited\"} 3"));
     assert_true(t[strlen(t) - 1] == '\n');
     free(t);
 }
@@ -895,6 +963,7 @@ int main(void)
         cmocka_unit_test_setup(test_render_limits, reset),
         cmocka_unit_test_setup(test_threads, reset),
         cmocka_unit_test_setup(test_format_all_families, reset),
+        cmocka_unit_test_setup(test_render_hooks, reset),
     };
     int r = cmocka_run_group_tests(tests, NULL, NULL);
 
