@@ -151,10 +151,10 @@ int whatsapp_webhook(const struct config *cfg, struct db *db, struct arena *a, c
                 goto fail;
         }
         if (strcmp(s->status, "failed") == 0) {
-            char q[300];
+            char q[300], cid[CHAT_LOG_ID_MAX];
             log_warn("wa.delivery_failed", "outbox=%lld chat=%s code=%d detail=%s",
-                     (long long)row.id, row.chat_id, s->error_code,
-                     log_quote(q, sizeof(q), s->error ? s->error : ""));
+                     (long long)row.id, chat_log_id(CHANNEL, row.chat_id, cid, sizeof(cid)),
+                     s->error_code, log_quote(q, sizeof(q), s->error ? s->error : ""));
         }
     }
     out->errors = wh.n_errors;
