@@ -415,7 +415,7 @@ static void *worker_main(void *arg)
     wp.ws = ws;
     buf_init(&wp.bytes, 20u << 20);
 
-    while (!t->stop_work) {
+    while (!__atomic_load_n(&t->stop_work, __ATOMIC_ACQUIRE)) {
         struct chat_handled h = {0};
         struct inbox_item it;
         bool retried = false;
@@ -557,7 +557,7 @@ static void *sender_main(void *arg)
         db_listen(db, QUEUE_OUTBOX_EVENT) < 0)
         goto out;
 
-    while (!t->abort_send) {
+    while (!__atomic_load_n(&t->abort_send, __ATOMIC_ACQUIRE)) {
         struct outbox_item it;
         struct arena *a = NULL;
         long started = now_ms(), due;
@@ -597,7 +597,8 @@ static void *sender_main(void *arg)
             if (db_outbox_next_due(db, ops->channel, &due) < 0)
                 due = -1; /* nothing pending */
             /* At shutdown: done when nothing more can go out in time. */
-            if (t->stop_send && (due < 0 || now_ms() + due > t->flush_deadline))
+            if (__atomic_load_n(&t->stop_send, __ATOMIC_ACQUIRE) &&
+                (due < 0 || now_ms() + due > t->flush_deadline))
                 break;
             /* Due now but not claimable means another sender has that
              * chat in hand: look again shortly, or when notified. */
@@ -675,13 +676,13 @@ void chat_threads_stop(struct chat_threads *t, int flush_s)
 
     if (!t)
         return;
-    t->stop_work = 1;
+    __atomic_store_n(&t->stop_work, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < t->n_workers; i++)
         pthread_join(t->workers[i], NULL);
     /* Deliver what is due, for a few seconds at most. */
     deadline = now_ms() + flush_s * 1000L;
     t->flush_deadline = deadline;
-    t->stop_send = 1;
+    __atomic_store_n(&t->stop_send, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < t->n_senders; i++) {
         struct timespec ts;
         long left = deadline - now_ms();
@@ -696,7 +697,7 @@ void chat_threads_stop(struct chat_threads *t, int flush_s)
             }
         }
         if (left <= 0 || pthread_timedjoin_np(t->senders[i], NULL, &ts) != 0) {
-            t->abort_send = 1;
+            __atomic_store_n(&t->abort_send, 1, __ATOMIC_RELEASE);
             pthread_join(t->senders[i], NULL);
         }
     }

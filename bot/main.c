@@ -194,7 +194,15 @@ int cmd_migrate(int argc, char **argv)
     return r;
 }
 
+/* Set by the signal thread; every thread of `rivet serve` reads it (the
+ * channels through the pointer they are given). Accessed with __atomic
+ * loads and stores only: a plain volatile int is a data race. */
 static volatile int serve_stop;
+
+static int stopping(void)
+{
+    return __atomic_load_n(&serve_stop, __ATOMIC_ACQUIRE);
+}
 
 /* Waits for SIGINT or SIGTERM (blocked in every thread) and asks all of
  * `rivet serve` to stop. */
@@ -206,7 +214,7 @@ static void *signal_main(void *arg)
     log_set_thread("signal");
     sigwait(set, &sig);
     log_info("serve.stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    serve_stop = 1;
+    __atomic_store_n(&serve_stop, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -268,7 +276,7 @@ int cmd_serve(int argc, char **argv)
     }
     /* A channel's start returns -ECANCELED when SIGTERM comes while it waits
      * for its API: nothing more is started, and the process is not ready. */
-    if (cfg.telegram_token && !serve_stop) {
+    if (cfg.telegram_token && !stopping()) {
         r = telegram_start(&cfg, &serve_stop, &tg);
         if (r == -EACCES) {
             fprintf(stderr, "rivet: Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized)\n");
@@ -281,7 +289,7 @@ int cmd_serve(int argc, char **argv)
             goto out;
         }
     }
-    if (cfg.whatsapp_token && !serve_stop) {
+    if (cfg.whatsapp_token && !stopping()) {
         r = whatsapp_start(&cfg, &serve_stop, &wa);
         if (r == -EACCES) {
             fprintf(stderr, "rivet: the WhatsApp Cloud API refused WHATSAPP_TOKEN or "
@@ -298,7 +306,7 @@ int cmd_serve(int argc, char **argv)
     if (!cfg.telegram_token && !cfg.whatsapp_token)
         log_warn("serve.no_channels", "msg=\"neither TELEGRAM_BOT_TOKEN nor WHATSAPP_TOKEN is set: "
                                       "no chat channel; try rivet chat\"");
-    if (serve_stop) {
+    if (stopping()) {
         r = 0;
         goto out;
     }

@@ -562,11 +562,11 @@ static int raise_alarm(struct alerts *al, struct arena *a, const struct alarm_ne
         if (r == -EEXIST)
             return r;
         COUNT(al, db_errors, 1);
-        if (!retry_db(r, attempt) || al->stop) {
+        if (!retry_db(r, attempt) || __atomic_load_n(&al->stop, __ATOMIC_ACQUIRE)) {
             char q[300];
             log_error("mqtt.alarm_failed", "err=%s detail=%s attempts=%d", strerror(-r),
                       log_quote(q, sizeof(q), db_errmsg(al->db)), attempt + 1);
-            if (al->stop && retry_db(r, attempt))
+            if (__atomic_load_n(&al->stop, __ATOMIC_ACQUIRE) && retry_db(r, attempt))
                 al->unacked = true; /* the broker gives it to the next Rivet */
             return r;
         }
@@ -609,7 +609,7 @@ static struct device_state *device_for(struct alerts *al, struct arena *a,
         r = fr->f.auto_register
                 ? db_device_register(al->db, a, fr->f.id, key, fr->f.max_devices, &dev)
                 : db_device_get(al->db, a, fr->f.id, key, &dev);
-        if (r == 0 || !retry_db(r, attempt) || al->stop)
+        if (r == 0 || !retry_db(r, attempt) || __atomic_load_n(&al->stop, __ATOMIC_ACQUIRE))
             break;
         COUNT(al, db_errors, 1);
         nap(&al->stop, backoff_ms(attempt, 200, 5000));
@@ -630,7 +630,7 @@ static struct device_state *device_for(struct alerts *al, struct arena *a,
         return NULL;
     }
     if (r < 0) {
-        if (al->stop && retry_db(r, 0))
+        if (__atomic_load_n(&al->stop, __ATOMIC_ACQUIRE) && retry_db(r, 0))
             al->unacked = true;
         else
             drop(al, DROP_DATABASE, topic);
@@ -1364,7 +1364,7 @@ static void *alerts_main(void *arg)
     log_set_thread("mqtt");
     if (serve_db_connect(al->cfg, "mqtt", &al->stop, &al->db) < 0)
         return NULL;
-    while (!al->stop) {
+    while (!__atomic_load_n(&al->stop, __ATOMIC_ACQUIRE)) {
         int r = db_listen(al->db, ALERT_RULES_EVENT);
         if (r == 0)
             r = load_rules(al);
@@ -1378,7 +1378,7 @@ static void *alerts_main(void *arg)
         nap(&al->stop, 2000);
     }
     al->next_reload = now_ms() + RELOAD_MS;
-    while (!al->stop) {
+    while (!__atomic_load_n(&al->stop, __ATOMIC_ACQUIRE)) {
         if (!socket_up && now_ms() >= al->next_connect)
             socket_up = try_connect(al);
         if (socket_up) {
@@ -1466,7 +1466,7 @@ void alerts_stop(struct alerts *al)
 {
     if (!al)
         return;
-    al->stop = 1;
+    __atomic_store_n(&al->stop, 1, __ATOMIC_RELEASE);
     pthread_join(al->thread, NULL);
     mosquitto_destroy(al->mosq);
     db_close(al->db);

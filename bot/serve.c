@@ -28,11 +28,18 @@ double now_epoch(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The stop flags are set by one thread and read by others: atomic loads
+ * (acquire, pairing with the setter's release store). */
+static int flag_is_set(volatile int *flag)
+{
+    return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+}
+
 void nap(volatile int *flag, long ms)
 {
     long until = now_ms() + ms;
 
-    while (!*flag && now_ms() < until) {
+    while (!flag_is_set(flag) && now_ms() < until) {
         long left = until - now_ms();
         struct timespec ts = {0, (left > 50 ? 50 : left) * 1000000L};
         nanosleep(&ts, NULL);
@@ -58,7 +65,7 @@ int serve_db_connect(const struct config *cfg, const char *who, volatile int *st
     char *err = NULL, ev[32];
 
     snprintf(ev, sizeof(ev), "%s.db_connect", who);
-    for (int attempt = 0; !*stop; attempt++) {
+    for (int attempt = 0; !flag_is_set(stop); attempt++) {
         int r = db_connect(cfg->database_url, cfg->statement_timeout_ms, ret, &err);
         if (r == 0)
             return 0;

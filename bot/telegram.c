@@ -186,7 +186,7 @@ static void *poller_main(void *arg)
     if (serve_db_connect(cfg, "tg", &t->stop_poll, &db) < 0)
         goto out;
 
-    while (!t->stop_poll) {
+    while (!__atomic_load_n(&t->stop_poll, __ATOMIC_ACQUIRE)) {
         struct tg_reply rep;
         struct arena *a = NULL;
         long started;
@@ -202,17 +202,17 @@ static void *poller_main(void *arg)
                 log_warn("tg.poll_standby", "reason=%s",
                          r < 0 ? "database" : "another process polls");
             leader = false;
-            t->polling = 0;
+            __atomic_store_n(&t->polling, 0, __ATOMIC_RELAXED);
             nap(&t->stop_poll, 2000);
             continue;
         }
         if (!leader) {
             log_info("tg.poll_leader", "msg=\"this process polls Telegram\"");
             offset = 0;
-            t->poll_ok_at = now_ms();
+            __atomic_store_n(&t->poll_ok_at, now_ms(), __ATOMIC_RELAXED);
         }
         leader = true;
-        t->polling = 1;
+        __atomic_store_n(&t->polling, 1, __ATOMIC_RELAXED);
         params = json_pack("{s:I, s:i, s:i, s:o}", "offset", (json_int_t)offset, "timeout",
                            limit > 1 ? cfg->telegram_poll_timeout_s : 0, "limit", limit,
                            "allowed_updates", allowed_updates());
@@ -260,7 +260,7 @@ static void *poller_main(void *arg)
                          "active for this token; retrying\"",
                          log_quote(q, sizeof(q), rep.description));
             else if (rep.error_code == 401 || rep.error_code == 404) {
-                t->token_refused_at = now_ms();
+                __atomic_store_n(&t->token_refused_at, now_ms(), __ATOMIC_RELAXED);
                 log_error("tg.poll_refused", "status=%d msg=\"TELEGRAM_BOT_TOKEN refused\"",
                           rep.error_code);
             } else
@@ -272,7 +272,7 @@ static void *poller_main(void *arg)
             continue;
         }
         failures = 0;
-        t->poll_ok_at = now_ms();
+        __atomic_store_n(&t->poll_ok_at, now_ms(), __ATOMIC_RELAXED);
         if (limit == 1 && json_array_size(rep.result) == 0)
             limit = 100; /* the unreadable update is gone: back to whole pages */
         if (json_is_array(rep.result) && json_array_size(rep.result) > 0) {
@@ -303,7 +303,7 @@ static void *poller_main(void *arg)
             nap(&t->stop_poll, MIN_POLL_INTERVAL_MS - (now_ms() - started));
     }
 out:
-    t->polling = 0;
+    __atomic_store_n(&t->polling, 0, __ATOMIC_RELAXED);
     if (leader && db)
         db_unlock(db, POLL_LOCK);
     db_close(db);
@@ -576,7 +576,7 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
     }
     plain = json_incref(json_object_get(p, "rivet_plain"));
     json_object_del(p, "rivet_plain");
-    take_token(t, t->abort_send);
+    take_token(t, __atomic_load_n(&t->abort_send, __ATOMIC_RELAXED));
     r = tg_api_call(api, method, p, 15, &rep);
     for (int again = 0; r == 0 && !rep.ok && rep.error_code == 400 && again < 2; again++) {
         if (strcasestr(rep.description, "can't parse entities") && json_is_string(plain)) {
@@ -606,7 +606,8 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
             json_is_object(rep.result) ? json_object_get(rep.result, "message_id") : NULL;
         char remote[32] = "";
 
-        t->token_refused_at = 0; /* in webhook mode, the only sign the token works */
+        /* In webhook mode, the only sign the token works. */
+        __atomic_store_n(&t->token_refused_at, 0, __ATOMIC_RELAXED);
         if (json_is_integer(id))
             snprintf(remote, sizeof(remote), "%lld", (long long)json_integer_value(id));
         *status = 200;
@@ -617,7 +618,7 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
         *status = rep.error_code;
         snprintf(err, sizeof(err), "%d %s", rep.error_code, rep.description);
         if (rep.error_code == 401 || rep.error_code == 404)
-            t->token_refused_at = now_ms();
+            __atomic_store_n(&t->token_refused_at, now_ms(), __ATOMIC_RELAXED);
         if (rep.error_code == 429)
             s = CHAT_WAIT;
         else if (rep.error_code >= 500 || rep.error_code == 401 || rep.error_code == 404)
@@ -650,7 +651,7 @@ static int sender_new(void *ch, volatile int *abort, void **ss)
 
     if (r < 0)
         return r;
-    t->abort_send = abort;
+    __atomic_store_n(&t->abort_send, abort, __ATOMIC_RELAXED);
     *ss = api;
     return 0;
 }
@@ -687,7 +688,7 @@ static const char *const menu[][2] = {
 /* getMe until it answers: the bot's username, and a token check. */
 static int hello(struct telegram *t, struct tg_api *api)
 {
-    for (int attempt = 0; !*t->stop_main; attempt++) {
+    for (int attempt = 0; !__atomic_load_n(t->stop_main, __ATOMIC_ACQUIRE); attempt++) {
         struct tg_reply rep;
         int r = tg_api_call(api, "getMe", NULL, 15, &rep);
 
@@ -746,7 +747,7 @@ static int set_webhook(struct telegram *t, struct tg_api *api)
                   t->cfg->http_threads * 2 < 100 ? t->cfg->http_threads * 2 : 100);
     if (!p)
         return -ENOMEM;
-    for (int attempt = 0; !*t->stop_main; attempt++) {
+    for (int attempt = 0; !__atomic_load_n(t->stop_main, __ATOMIC_ACQUIRE); attempt++) {
         struct tg_reply rep;
         char q[300];
         long wait;
@@ -785,7 +786,7 @@ static int set_webhook(struct telegram *t, struct tg_api *api)
  * process stops first. */
 static int drop_webhook(struct telegram *t, struct tg_api *api)
 {
-    for (int attempt = 0; !*t->stop_main; attempt++) {
+    for (int attempt = 0; !__atomic_load_n(t->stop_main, __ATOMIC_ACQUIRE); attempt++) {
         struct tg_reply rep;
         const char *step = "getWebhookInfo";
         const json_t *url;
@@ -830,11 +831,15 @@ int telegram_health(const struct telegram *t, const char **why)
 {
     long now = now_ms();
 
-    if (t->token_refused_at && t->token_refused_at >= t->poll_ok_at) {
+    long refused_at = __atomic_load_n(&t->token_refused_at, __ATOMIC_RELAXED),
+         ok_at = __atomic_load_n(&t->poll_ok_at, __ATOMIC_RELAXED);
+
+    if (refused_at && refused_at >= ok_at) {
         *why = "Telegram refuses TELEGRAM_BOT_TOKEN";
         return -1;
     }
-    if (t->polling && now - t->poll_ok_at > (t->cfg->telegram_poll_timeout_s + 60) * 1000L) {
+    if (__atomic_load_n(&t->polling, __ATOMIC_RELAXED) &&
+        now - ok_at > (t->cfg->telegram_poll_timeout_s + 60) * 1000L) {
         *why = "getUpdates has been failing";
         return -1;
     }
@@ -947,7 +952,7 @@ void telegram_stop(struct telegram *t)
     if (!t)
         return;
     /* A long poll is cut short. */
-    t->stop_poll = 1;
+    __atomic_store_n(&t->stop_poll, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&t->poll_lock);
     if (t->poll_api)
         tg_api_interrupt(t->poll_api);

@@ -63,7 +63,7 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 {
     struct tg_api *api = userdata;
 
-    return api->stop && *api->stop ? 1 : 0;
+    return api->stop && __atomic_load_n(api->stop, __ATOMIC_ACQUIRE) ? 1 : 0;
 }
 
 int tg_api_new(const char *api_url, const char *token, volatile int *stop, struct tg_api **ret)
@@ -196,7 +196,7 @@ int tg_api_call(struct tg_api *api, const char *method, json_t *params, long tim
     curl_easy_setopt(api->curl, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(api->curl, CURLOPT_TIMEOUT, timeout_s);
     c = curl_easy_perform(api->curl);
-    if (c != CURLE_OK && api->stop && *api->stop)
+    if (c != CURLE_OK && api->stop && __atomic_load_n(api->stop, __ATOMIC_ACQUIRE))
         c = CURLE_ABORTED_BY_CALLBACK;
     curl_easy_getinfo(api->curl, CURLINFO_RESPONSE_CODE, &rep->http_status);
     rep->body = buf_str(&api->body);
@@ -286,7 +286,7 @@ int tg_api_get_file(struct tg_api *api, const char *file_id, long timeout_s, siz
     /* Back to the Bot API calls' set-up. */
     curl_easy_setopt(api->curl, CURLOPT_WRITEDATA, api);
     curl_easy_setopt(api->curl, CURLOPT_WRITEFUNCTION, on_data);
-    if (c != CURLE_OK && api->stop && *api->stop)
+    if (c != CURLE_OK && api->stop && __atomic_load_n(api->stop, __ATOMIC_ACQUIRE))
         c = CURLE_ABORTED_BY_CALLBACK;
     r = curl_errno(c);
     if (r == -E2BIG)

@@ -77,12 +77,12 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 {
     struct wa_api *api = userdata;
 
-    return api->stop && *api->stop ? 1 : 0;
+    return api->stop && __atomic_load_n(api->stop, __ATOMIC_ACQUIRE) ? 1 : 0;
 }
 
 static bool stopping(const struct wa_api *api)
 {
-    return api->stop && *api->stop;
+    return api->stop && __atomic_load_n(api->stop, __ATOMIC_ACQUIRE);
 }
 
 /* An id that can go into a URL path as it is: letters, digits, '_' and

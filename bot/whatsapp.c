@@ -266,7 +266,7 @@ static int sender_new(void *ch, volatile int *abort, void **ss)
 {
     struct whatsapp *w = ch;
 
-    w->abort_send = abort;
+    __atomic_store_n(&w->abort_send, abort, __ATOMIC_RELAXED);
     return wa_api_new(w->cfg->whatsapp_api_url, w->cfg->whatsapp_phone_number_id,
                       w->cfg->whatsapp_token, abort, (struct wa_api **)ss);
 }
@@ -292,6 +292,7 @@ static long paused_ms(struct whatsapp *w)
 static void take_token(struct whatsapp *w)
 {
     for (;;) {
+        volatile int *abort;
         struct timespec now;
         long wait_ms;
 
@@ -312,8 +313,9 @@ static void take_token(struct whatsapp *w)
         if (wait_ms <= 0)
             wait_ms = (long)((1 - w->tokens) / w->cfg->whatsapp_per_s * 1000) + 1;
         pthread_mutex_unlock(&w->lock);
-        nap(w->abort_send, wait_ms);
-        if (*w->abort_send)
+        abort = __atomic_load_n(&w->abort_send, __ATOMIC_RELAXED);
+        nap(abort, wait_ms);
+        if (__atomic_load_n(abort, __ATOMIC_ACQUIRE))
             return;
     }
 }
@@ -506,7 +508,7 @@ static int hello(struct whatsapp *w)
 
     if (r < 0)
         return r;
-    for (int attempt = 0; !*w->stop_main; attempt++) {
+    for (int attempt = 0; !__atomic_load_n(w->stop_main, __ATOMIC_ACQUIRE); attempt++) {
         struct wa_reply rep;
 
         r = wa_api_hello(api, 15, &rep);

@@ -83,7 +83,7 @@ static int64_t now_ms(void)
 
 static bool stopped(const struct llm *l)
 {
-    return l->stop && *l->stop;
+    return l->stop && __atomic_load_n(l->stop, __ATOMIC_ACQUIRE);
 }
 
 /* Appends a formatted note to err (size errn), separated by "; ". */

@@ -682,7 +682,7 @@ static void *raise_stop(void *arg)
     struct timespec ts = {0, 300 * 1000000L};
 
     nanosleep(&ts, NULL);
-    stop_flag = 1;
+    __atomic_store_n(&stop_flag, 1, __ATOMIC_RELEASE);
     return arg;
 }
 
