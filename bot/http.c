@@ -1,4 +1,4 @@
-/* The HTTP server over libmicrohttpd (0.9.75): MHD's internal epoll
+/* The HTTP server over libmicrohttpd (0.9.75): MHD's internal poll()
  * thread pool accepts, parses and answers; on_request() routes and
  * refuses, gathers the body into a bounded buffer and calls the route's
  * handler once, from the final call of MHD's access handler.
@@ -744,8 +744,14 @@ int http_start(const struct http_options *opt, const struct http_route *routes, 
     }
     s->watch_started = true;
 
-    /* MHD_USE_ITC: MHD_quiesce_daemon() needs it with a thread pool. */
-    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+    /* MHD_USE_ITC: MHD_quiesce_daemon() needs it with a thread pool.
+     * poll(), not epoll: with epoll, MHD_quiesce_daemon() and a pool thread
+     * both take the listening socket out of the epoll set, unlocked, and the
+     * loser's EPOLL_CTL_DEL fails with ENOENT, on which MHD aborts the
+     * process ("Failed to remove listen FD from epoll set", seen at SIGTERM
+     * under ThreadSanitizer's timing). With poll() quiescing only signals the
+     * threads. At most max_connections sockets are polled. */
+    flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     /* MHD warns about a pool of 1: no pool then, the polling thread serves. */
