@@ -193,6 +193,14 @@ def main(name, tests, setup=None):
         tap._hooks()
         tap.failed += 1
     finally:
+        # A sanitizer report anywhere fails the file, even one printed after
+        # its check_no_crash point (the exit status is then non-zero).
+        try:
+            for path, text in sanitizer_reports(env):
+                tap.diag("sanitizer report in %s:\n%s" % (path, text))
+                tap.failed += 1
+        except OSError as e:
+            tap.diag("could not read the rivet logs: %s" % e)
         env.close(keep=tap.failed > 0)
     tap.diag("%s: %d of %d failed, %.1f s" % (name, tap.failed, len(tests),
                                              time.monotonic() - started))
@@ -748,6 +756,66 @@ class Broker:
                                                              p.stderr.decode(errors="replace")))
 
 
+# ---------------------------------------------------------------------------
+# A PostgreSQL cluster of the test's own
+# ---------------------------------------------------------------------------
+
+COMMON_SH = os.path.normpath(os.path.join(HERE, "..", "..", "scripts", "lib", "common.sh"))
+
+
+def common_sh(script, timeout=120, **env):
+    """Runs script after sourcing scripts/lib/common.sh (pg_start, as_pg,
+    pg_bindir); values go in as environment variables, never spliced.
+    Returns stdout; fails on a non-zero exit."""
+    e = dict(os.environ, COMMON_SH=COMMON_SH, **env)
+    p = subprocess.run(["bash", "-c", '. "$COMMON_SH" && ' + script], env=e,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    if p.returncode != 0:
+        raise Fail("%s exited %d: %s" % (script, p.returncode,
+                                         p.stderr.decode(errors="replace")[-2000:]))
+    return p.stdout.decode(errors="replace")
+
+
+class Cluster:
+    """A PostgreSQL cluster of the test's own (scripts/lib/common.sh's
+    pg_start, fsync off) on a free loopback port, that the test may stop,
+    start and restart (fast mode: sessions are cut) on the same port. The
+    cluster is a daemon, not a child: destroy() it in a finally."""
+
+    def __init__(self, prefix="rivet-pg-"):
+        self.dir = tempfile.mkdtemp(prefix=prefix)
+        out = common_sh('pg_start "$PGDIR" && echo "port=$PG_PORT"', PGDIR=self.dir,
+                        PG_FSYNC="off")
+        self.port = int(re.search(r"port=(\d+)", out).group(1))
+        self.opts = ("-c listen_addresses=127.0.0.1 -p %d -k '' -c fsync=off "
+                     "-c max_connections=200" % self.port)
+
+    def url(self, db="postgres"):
+        return "postgresql://rivet@127.0.0.1:%d/%s" % (self.port, db)
+
+    def stop(self):
+        common_sh('as_pg "$(pg_bindir)/pg_ctl" -D "$PGDIR/data" -m fast -w -t 60 stop >/dev/null',
+                  PGDIR=self.dir)
+
+    def start(self):
+        common_sh('as_pg "$(pg_bindir)/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/postgres.log" -w '
+                  '-t 60 -o "$PGOPTS" start >/dev/null', PGDIR=self.dir, PGOPTS=self.opts)
+
+    def restart(self):
+        """pg_ctl restart -m fast: every session is cut, the cluster is back
+        when this returns."""
+        common_sh('as_pg "$(pg_bindir)/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/postgres.log" -w '
+                  '-t 60 -m fast -o "$PGOPTS" restart >/dev/null', PGDIR=self.dir,
+                  PGOPTS=self.opts)
+
+    def destroy(self):
+        try:
+            common_sh('[ ! -f "$PGDIR/data/postmaster.pid" ] || as_pg "$(pg_bindir)/pg_ctl" '
+                      '-D "$PGDIR/data" -m immediate -w stop >/dev/null', PGDIR=self.dir)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -855,13 +923,30 @@ def check_no_token(env):
           *["%s: %s" % l for l in leaks[:5]])
 
 
+# The first line of a report of AddressSanitizer, LeakSanitizer,
+# ThreadSanitizer ("WARNING: ThreadSanitizer: data race") or
+# UndefinedBehaviorSanitizer ("file.c:12:5: runtime error: ...").
+SANITIZER_RE = re.compile(r"\b(ERROR|WARNING|FATAL): \w+Sanitizer\b|\w+Sanitizer:DEADLYSIGNAL"
+                          r"|: runtime error: ")
+
+
+def sanitizer_reports(env):
+    """[(log file, first lines)] of every rivet log holding a sanitizer
+    report."""
+    out = []
+    for path, text in env.logs():
+        lines = [l for l in text.splitlines() if SANITIZER_RE.search(l)]
+        if lines:
+            out.append((os.path.basename(path), "\n".join(lines[:10])[:1000]))
+    return out
+
+
 def check_no_crash(env):
     """No rivet run ended with a sanitizer report or a signal other than
     the SIGKILLs the test sent."""
-    for path, text in env.logs():
-        for marker in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
-            check(marker not in text, "%s in %s" % (marker, os.path.basename(path)),
-                  "\n".join(l for l in text.splitlines() if marker in l)[:1000])
+    reports = sanitizer_reports(env)
+    check(not reports, "a sanitizer report in %s" % ", ".join(p for p, _ in reports),
+          *["%s:\n%s" % r for r in reports])
 
 
 def rand():
