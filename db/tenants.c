@@ -421,6 +421,31 @@ int db_invite_redeem(struct db *db, struct arena *a, const char *code, int64_t *
  * INVITE_SENDER_MAX bytes (a longer console name is no one's). */
 #define INVITE_SENDER_MAX 256
 
+/* The failed attempts of a sender in the current window, for the limits on
+ * guessing codes (link_attempts, invite_attempts): sweep clears a few
+ * windows that have passed, take opens or reads the sender's ($1 channel,
+ * $2 sender, $3 window in seconds) and returns its failures. */
+static int attempts_take(struct db *db, const struct db_stmt *sweep, const struct db_stmt *take,
+                         enum channel ch, const char *sender, long long window_s, int *failures)
+{
+    char swin[24];
+    PGresult *res;
+    int r;
+
+    if (window_s <= 0)
+        return -EINVAL;
+    snprintf(swin, sizeof(swin), "%lld", window_s);
+    r = db_query(db, sweep, (const char *[]){swin}, NULL);
+    if (r < 0)
+        return r;
+    r = db_query(db, take, (const char *[]){channel_name(ch), sender, swin}, &res);
+    if (r < 0)
+        return r;
+    *failures = db_int(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
 int db_invite_attempts(struct db *db, enum channel ch, const char *sender, long long window_s,
                        int *failures)
 {
@@ -444,23 +469,10 @@ int db_invite_attempts(struct db *db, enum channel ch, const char *sender, long 
         "    THEN 0 ELSE t.failures END "
         "RETURNING failures",
         3};
-    char swin[24];
-    PGresult *res;
-    int r;
-
     if ((unsigned)ch > CHANNEL_WHATSAPP || !sender || !*sender ||
-        strlen(sender) > INVITE_SENDER_MAX || window_s <= 0)
+        strlen(sender) > INVITE_SENDER_MAX)
         return -EINVAL;
-    snprintf(swin, sizeof(swin), "%lld", window_s);
-    r = db_query(db, &sweep, (const char *[]){swin}, NULL);
-    if (r < 0)
-        return r;
-    r = db_query(db, &take, (const char *[]){channel_name(ch), sender, swin}, &res);
-    if (r < 0)
-        return r;
-    *failures = db_int(res, 0, 0);
-    PQclear(res);
-    return 0;
+    return attempts_take(db, &sweep, &take, ch, sender, window_s, failures);
 }
 
 int db_invite_attempt_failed(struct db *db, enum channel ch, const char *sender)
@@ -645,22 +657,9 @@ int db_link_attempts(struct db *db, enum channel ch, const char *sender, long lo
         "    THEN 0 ELSE t.failures END "
         "RETURNING failures",
         3};
-    char swin[24];
-    PGresult *res;
-    int r;
-
-    if ((ch != CHANNEL_TELEGRAM && ch != CHANNEL_WHATSAPP) || !sender || window_s <= 0)
+    if ((ch != CHANNEL_TELEGRAM && ch != CHANNEL_WHATSAPP) || !sender)
         return -EINVAL;
-    snprintf(swin, sizeof(swin), "%lld", window_s);
-    r = db_query(db, &sweep, (const char *[]){swin}, NULL);
-    if (r < 0)
-        return r;
-    r = db_query(db, &take, (const char *[]){channel_name(ch), sender, swin}, &res);
-    if (r < 0)
-        return r;
-    *failures = db_int(res, 0, 0);
-    PQclear(res);
-    return 0;
+    return attempts_take(db, &sweep, &take, ch, sender, window_s, failures);
 }
 
 int db_link_attempt_failed(struct db *db, enum channel ch, const char *sender)
