@@ -11,28 +11,6 @@
 #include "arena.h"
 #include "fuzz.h"
 
-static const char *const equip_keys[] = {"name",     "manufacturer", "model", "serial",
-                                         "location", "criticality",  "device"};
-static const bool equip_absorbs[] = {true, false, false, false, true, false, false};
-static const char *const wo_keys[] = {"priority"};
-static const char *const photo_keys[] = {"manufacturer",
-                                         "model",
-                                         "serial",
-                                         "volts",
-                                         "amps",
-                                         "hp",
-                                         "kw",
-                                         "rpm",
-                                         "hz",
-                                         "phase",
-                                         "frame",
-                                         "enclosure",
-                                         "service_factor",
-                                         "insulation_class",
-                                         "efficiency",
-                                         "year"};
-static const bool photo_absorbs[16] = {[0] = true};
-
 /* What args_parse promises about its words. */
 static void check_words(const char *src, const struct args *args)
 {

@@ -26,28 +26,6 @@
 #include "tg.h"
 #include "wa.h"
 
-static const char *const equip_keys[] = {"name",     "manufacturer", "model", "serial",
-                                         "location", "criticality",  "device"};
-static const bool equip_absorbs[] = {true, false, false, false, true, false, false};
-static const char *const wo_keys[] = {"priority"};
-static const char *const photo_keys[] = {"manufacturer",
-                                         "model",
-                                         "serial",
-                                         "volts",
-                                         "amps",
-                                         "hp",
-                                         "kw",
-                                         "rpm",
-                                         "hz",
-                                         "phase",
-                                         "frame",
-                                         "enclosure",
-                                         "service_factor",
-                                         "insulation_class",
-                                         "efficiency",
-                                         "year"};
-static const bool photo_absorbs[16] = {[0] = true};
-
 static void words(struct arena *a, struct args *args)
 {
     const char *vals[16], *bad;
