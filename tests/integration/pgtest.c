@@ -324,6 +324,19 @@ int64_t pgtest_equipment(struct db *db, struct arena *a, int64_t factory_id, int
 
 /* ---- the conversation ---- */
 
+int pgtest_handle(struct db *db, struct arena *a, const struct msg *m, struct replies *out)
+{
+    int r = db_begin(db);
+
+    if (r < 0)
+        return r;
+    r = handle_message(db, a, m, out);
+    if (r == 0)
+        return db_commit(db);
+    db_rollback(db);
+    return r;
+}
+
 const char *pgtest_say_n(struct db *db, const char *sender, const char *text, size_t len)
 {
     struct arena *a = NULL;
@@ -339,14 +352,7 @@ const char *pgtest_say_n(struct db *db, const char *sender, const char *text, si
     snprintf(last_said, sizeof(last_said), "%.*s", len > 150 ? 150 : (int)len, text);
     assert_int_equal(arena_new(&a), 0);
     replies_init(&out);
-    r = db_begin(db);
-    if (r == 0) {
-        r = handle_message(db, a, &m, &out);
-        if (r == 0)
-            r = db_commit(db);
-        else
-            db_rollback(db);
-    }
+    r = pgtest_handle(db, a, &m, &out);
     free(last_reply);
     for (struct reply *rep = out.head; rep; rep = rep->next)
         total += strlen(rep->text) + 2;

@@ -18,6 +18,8 @@
 #include "db.h"
 
 struct arena;
+struct msg;
+struct replies;
 
 /* ---- the cluster and throwaway databases ---- */
 
@@ -75,6 +77,10 @@ int64_t pgtest_equipment(struct db *db, struct arena *a, int64_t factory_id, int
  * handle_message() returns 0 and rolled back otherwise; asserts that
  * handle_message() and the commit returned 0. Returns the replies joined
  * with "\n\n"; valid until the next call. */
+/* Runs m through handle_message() in one transaction, as a channel does:
+ * committed when it returns 0, rolled back otherwise. Its result, or the
+ * commit's. */
+int pgtest_handle(struct db *db, struct arena *a, const struct msg *m, struct replies *out);
 const char *pgtest_say_n(struct db *db, const char *sender, const char *text, size_t len);
 const char *pgtest_say(struct db *db, const char *sender, const char *text);
 /* Asserts that haystack contains needle, printing both when not. */

@@ -246,14 +246,7 @@ static const struct said *say(struct fixture *f, const char *sender, const char 
     said_free();
     assert_int_equal(arena_new(&a), 0);
     replies_init(&out);
-    r = db_begin(f->db);
-    if (r == 0) {
-        r = handle_message(f->db, a, &m, &out);
-        if (r == 0)
-            r = db_commit(f->db);
-        else
-            db_rollback(f->db);
-    }
+    r = pgtest_handle(f->db, a, &m, &out);
     for (struct reply *rep = out.head; rep && said.n < MAX_SAID; rep = rep->next) {
         struct said_reply *s = &said.r[said.n++];
 
@@ -569,8 +562,7 @@ static void test_wo_alarm(void **state)
     assert_int_equal(pgtest_qint(f->c, "SELECT count(*) FROM work_orders", NULL), 1);
 
     /* device=- unlinks. */
-    pgtest_assert_starts_with(sayf(f, "sam", "/equip edit %s device=-", f->eq),
-                              "📡 Unlinked from ");
+    pgtest_assert_starts_with(sayf(f, "sam", "/equip edit %s device=-", f->eq), "📡 Unlinked from ");
     pgtest_assert_contains(said.r[0].text, ": press-3.");
     assert_int_equal(
         pgtest_qint(f->c, "SELECT count(*) FROM devices WHERE equipment_id IS NOT NULL", NULL), 0);

@@ -435,11 +435,7 @@ static const char *say_as(struct fixture *f, const char *sender, const char *nam
 
     assert_int_equal(arena_new(&a), 0);
     replies_init(&out);
-    r = db_begin(f->db);
-    if (r == 0) {
-        r = handle_message(f->db, a, &m, &out);
-        r = r == 0 ? db_commit(f->db) : (db_rollback(f->db), r);
-    }
+    r = pgtest_handle(f->db, a, &m, &out);
     joined[0] = '\0';
     for (struct reply *rep = out.head; rep && len < sizeof(joined); rep = rep->next)
         len += (size_t)snprintf(joined + len, sizeof(joined) - len, "%s%s",

@@ -84,14 +84,7 @@ static const char *say_on(struct db *db, enum channel ch, const char *sender, co
     said_free();
     assert_int_equal(arena_new(&a), 0);
     replies_init(&out);
-    r = db_begin(db);
-    if (r == 0) {
-        r = handle_message(db, a, &m, &out);
-        if (r == 0)
-            r = db_commit(db);
-        else
-            db_rollback(db);
-    }
+    r = pgtest_handle(db, a, &m, &out);
     for (struct reply *rep = out.head; rep && said.n < MAX_SAID; rep = rep->next) {
         struct said_reply *s = &said.r[said.n++];
 

@@ -191,14 +191,7 @@ static const struct said *converse(struct fixture *f, const char *sender, const 
     memset(&said, 0, sizeof(said));
     assert_int_equal(arena_new(&a), 0);
     replies_init(&out);
-    r = db_begin(f->db);
-    if (r == 0) {
-        r = handle_message(f->db, a, &m, &out);
-        if (r == 0)
-            r = db_commit(f->db);
-        else
-            db_rollback(f->db);
-    }
+    r = pgtest_handle(f->db, a, &m, &out);
     for (struct reply *rep = out.head; rep; rep = rep->next)
         total += strlen(rep->text) + 2;
     said.text = malloc(total);

@@ -386,14 +386,7 @@ static const struct said *talk(struct db *db, enum channel ch, const char *sende
     memset(&said, 0, sizeof(said));
     assert_int_equal(arena_new(&a), 0);
     replies_init(&out);
-    r = db_begin(db);
-    if (r == 0) {
-        r = handle_message(db, a, &m, &out);
-        if (r == 0)
-            r = db_commit(db);
-        else
-            db_rollback(db);
-    }
+    r = pgtest_handle(db, a, &m, &out);
     for (struct reply *rep = out.head; rep; rep = rep->next) {
         len += (size_t)snprintf(said.text + len, sizeof(said.text) - len, "%s%s",
                                 rep == out.head ? "" : "\n\n", rep->text);
