@@ -171,17 +171,38 @@ int db_equipment_search(struct db *db, struct arena *a, int64_t factory_id, cons
 {
     /* A substring match (LIKE, with the user's % and _ escaped) or a
      * trigram word-similarity match; both use the GIN trigram index.
-     * Substring hits rank first, then by similarity. */
+     * Substring hits rank first, then by similarity. Scoring every match
+     * costs a word_similarity() each, thousands of them on a big factory
+     * (issue 9), so the candidates are bounded: the first SEARCH_LIKE
+     * substring hits and SEARCH_FUZZY word matches the index returns,
+     * ranked exactly. A factory with fewer matches gets the same answer
+     * as ranking all of them; a bigger one may get other rows of equal
+     * rank (the tie-breakers: make and model, whole text, newest). The
+     * matches are CTEs read only as far as the LIMITs: planned without the
+     * LIMIT, they take the index even when a sequential scan would look
+     * cheaper for the first rows (each match costs a word_similarity()). */
+#define SEARCH_PAT                                                                                 \
+    "'%' || replace(replace(replace(lower($2), '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%'"
+#define SEARCH_LIKE "100"
+#define SEARCH_FUZZY "200"
     static const struct db_stmt st = {
         "equipment_search",
-        "WITH q AS (SELECT lower($2) AS t, '%' || replace(replace(replace(lower($2), "
-        "  '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' AS pat) "
-        "SELECT " EQ_COLUMNS ", e.search_text LIKE q.pat " EQ_FROM ", q "
-        "WHERE e.factory_id = $1 AND (e.search_text LIKE q.pat OR q.t <% e.search_text) "
+        "WITH q AS (SELECT lower($2) AS t, " SEARCH_PAT " AS pat), "
+        "l AS MATERIALIZED (SELECT id FROM equipment WHERE factory_id = $1 "
+        "  AND search_text LIKE " SEARCH_PAT "), "
+        "f AS MATERIALIZED (SELECT id FROM equipment WHERE factory_id = $1 "
+        "  AND lower($2) <% search_text), "
+        "c AS ((SELECT id FROM l LIMIT " SEARCH_LIKE ") UNION (SELECT id FROM f LIMIT " SEARCH_FUZZY
+        ")) "
+        "SELECT " EQ_COLUMNS ", e.search_text LIKE q.pat " EQ_FROM "JOIN c ON c.id = e.id, q "
+        "WHERE e.factory_id = $1 "
         "ORDER BY (e.search_text LIKE q.pat) DESC, word_similarity(q.t, e.search_text) DESC, "
         "  similarity(q.t, lower(e.manufacturer || ' ' || e.model)) DESC, "
         "  similarity(q.t, e.search_text) DESC, e.id DESC LIMIT $3",
         3};
+#undef SEARCH_PAT
+#undef SEARCH_LIKE
+#undef SEARCH_FUZZY
     struct db_num fid, lim;
 
     return eq_many(db, a, &st,

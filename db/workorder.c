@@ -134,55 +134,70 @@ int db_wo_create(struct db *db, struct arena *a, int64_t factory_id, int64_t use
     return db_wo_get(db, a, factory_id, number, ret);
 }
 
+#define WO_OPEN_WHERE "w.status IN ('open', 'in_progress', 'on_hold') "
+#define WO_COUNT(where)                                                                            \
+    "SELECT coalesce(sum(n), 0) FROM work_order_counts WHERE factory_id = $1 AND " where
+
 int db_wo_list(struct db *db, struct arena *a, int64_t factory_id, enum wo_filter filter,
                const char *status, int64_t user_id, int offset, int limit, struct work_order **ret,
                int *n, int *total)
 {
-    /* One statement for every filter: $2 selects open ones, $3 a status,
-     * $4 an assignee. count(*) OVER () gives the total with the page. */
-    static const struct db_stmt st = {
-        "wo_list",
-        "SELECT " WO_COLUMNS ", count(*) OVER () " WO_FROM "WHERE w.factory_id = $1 "
-        "AND (NOT $2::boolean OR w.status IN ('open', 'in_progress', 'on_hold')) "
-        "AND ($3::text IS NULL OR w.status = $3) "
-        "AND ($4::bigint IS NULL OR w.assignee_id = $4) " WO_ORDER "OFFSET $5 LIMIT $6",
-        6};
+    /* A statement per filter, each reading its page off an index in
+     * WO_ORDER (sql/0009_hot_paths.sql); the total comes from the counters
+     * the triggers keep, except "mine", counted off its partial index. */
+    static const struct db_stmt pages[] = {
+        [WO_OPEN] = {"wo_list_open",
+                     "SELECT " WO_COLUMNS WO_FROM
+                     "WHERE w.factory_id = $1 AND " WO_OPEN_WHERE WO_ORDER "OFFSET $2 LIMIT $3",
+                     3},
+        [WO_MINE] = {"wo_list_mine",
+                     "SELECT " WO_COLUMNS WO_FROM "WHERE w.factory_id = $1 AND " WO_OPEN_WHERE
+                     "AND w.assignee_id = $4 " WO_ORDER "OFFSET $2 LIMIT $3",
+                     4},
+        [WO_ALL] = {"wo_list_all",
+                    "SELECT " WO_COLUMNS WO_FROM "WHERE w.factory_id = $1 " WO_ORDER
+                    "OFFSET $2 LIMIT $3",
+                    3},
+        [WO_STATUS] = {"wo_list_status",
+                       "SELECT " WO_COLUMNS WO_FROM
+                       "WHERE w.factory_id = $1 AND w.status = $4 " WO_ORDER "OFFSET $2 LIMIT $3",
+                       4},
+    };
+    static const struct db_stmt counts[] = {
+        [WO_OPEN] = {"wo_count_open", WO_COUNT("status IN ('open', 'in_progress', 'on_hold')"), 1},
+        [WO_MINE] = {"wo_count_mine",
+                     "SELECT count(*) FROM work_orders w WHERE w.factory_id = $1 "
+                     "AND " WO_OPEN_WHERE "AND w.assignee_id = $2",
+                     2},
+        [WO_ALL] = {"wo_count_all", WO_COUNT("true"), 1},
+        [WO_STATUS] = {"wo_count_status", WO_COUNT("status = $2"), 2},
+    };
     struct db_num fid, uid, off, lim;
-    bool open = filter == WO_OPEN || filter == WO_MINE;
+    const char *key = NULL;
     PGresult *res;
     int r;
 
-    r = db_query(db, &st,
-                 (const char *[]){db_num(&fid, factory_id), open ? "true" : "false",
-                                  filter == WO_STATUS ? status : NULL,
-                                  filter == WO_MINE ? db_num(&uid, user_id) : NULL,
-                                  db_num(&off, offset), db_num(&lim, limit)},
-                 &res);
+    if (filter < WO_OPEN || filter > WO_STATUS)
+        return -EINVAL;
+    if (filter == WO_MINE)
+        key = db_num(&uid, user_id);
+    else if (filter == WO_STATUS)
+        key = status;
+    db_num(&fid, factory_id);
+    r = db_query(db, &counts[filter], (const char *[]){fid.s, key}, &res);
     if (r < 0)
         return r;
-    *total = PQntuples(res) > 0 ? db_int(res, 0, 17) : 0;
-    if (*total == 0 && offset > 0) {
-        /* Past the last page the window count is lost: count separately. */
-        static const struct db_stmt cnt = {
-            "wo_count",
-            "SELECT count(*) FROM work_orders w WHERE w.factory_id = $1 "
-            "AND (NOT $2::boolean OR w.status IN ('open', 'in_progress', 'on_hold')) "
-            "AND ($3::text IS NULL OR w.status = $3) "
-            "AND ($4::bigint IS NULL OR w.assignee_id = $4)",
-            4};
-        PGresult *cres;
-        r = db_query(db, &cnt,
-                     (const char *[]){fid.s, open ? "true" : "false",
-                                      filter == WO_STATUS ? status : NULL,
-                                      filter == WO_MINE ? uid.s : NULL},
-                     &cres);
-        if (r < 0) {
-            PQclear(res);
-            return r;
-        }
-        *total = db_int(cres, 0, 0);
-        PQclear(cres);
+    *total = db_int(res, 0, 0);
+    PQclear(res);
+    if (*total == 0 || offset >= *total) {
+        *ret = NULL;
+        *n = 0;
+        return 0;
     }
+    r = db_query(db, &pages[filter],
+                 (const char *[]){fid.s, db_num(&off, offset), db_num(&lim, limit), key}, &res);
+    if (r < 0)
+        return r;
     r = wo_rows(a, res, ret, n);
     PQclear(res);
     return r;
@@ -352,36 +367,36 @@ const char *db_wo_suggest(struct db *db, struct arena *a, int64_t factory_id, co
     return db_first_str(db, a, &st, (const char *[]){db_num(&fid, factory_id), number});
 }
 
+#define OPEN "status IN ('open', 'in_progress', 'on_hold')"
+
 int db_stats(struct db *db, struct arena *a, int64_t factory_id, struct plant_stats *ret)
 {
+    /* The totals come from the counters (sql/0009_hot_paths.sql); only
+     * the open work orders of the last 7 days are counted, off a partial
+     * index, and taken from the open ones. */
     static const struct db_stmt st = {
         "stats",
-        "SELECT (SELECT count(*) FROM equipment WHERE factory_id = $1), "
-        "  count(*) FILTER (WHERE status = 'open'), "
-        "  count(*) FILTER (WHERE status = 'in_progress'), "
-        "  count(*) FILTER (WHERE status = 'on_hold'), "
-        "  count(*) FILTER (WHERE status = 'completed'), "
-        "  count(*) FILTER (WHERE status = 'cancelled'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') AND priority = "
-        "'low'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') "
-        "    AND priority = 'medium'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') AND priority = "
-        "'high'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') "
-        "    AND priority = 'critical'), "
-        "  count(*) FILTER (WHERE status IN ('open','in_progress','on_hold') "
-        "    AND created_at < now() - interval '7 days') "
-        "FROM work_orders WHERE factory_id = $1",
+        "SELECT (SELECT coalesce(sum(n), 0) FROM equipment_counts WHERE factory_id = $1), "
+        "  coalesce(sum(n) FILTER (WHERE status = 'open'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE status = 'in_progress'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE status = 'on_hold'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE status = 'completed'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE status = 'cancelled'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE " OPEN " AND priority = 'low'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE " OPEN " AND priority = 'medium'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE " OPEN " AND priority = 'high'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE " OPEN " AND priority = 'critical'), 0), "
+        "  coalesce(sum(n) FILTER (WHERE " OPEN "), 0) - (SELECT count(*) FROM work_orders w "
+        "    WHERE w.factory_id = $1 AND w." OPEN " AND w.created_at >= now() - interval '7 days') "
+        "FROM work_order_counts WHERE factory_id = $1",
         1};
     static const struct db_stmt top = {
         "stats_top",
         "SELECT e.number, e.manufacturer || ' ' || e.model || coalesce(' (' || e.name || ')', ''), "
-        "  count(*) "
-        "FROM work_orders w JOIN equipment e ON e.factory_id = w.factory_id "
-        "  AND e.id = w.equipment_id "
-        "WHERE w.factory_id = $1 AND w.status IN ('open', 'in_progress', 'on_hold') "
-        "GROUP BY e.id ORDER BY count(*) DESC, e.id LIMIT 1",
+        "  c.n "
+        "FROM equipment_open_counts c JOIN equipment e ON e.factory_id = c.factory_id "
+        "  AND e.id = c.equipment_id "
+        "WHERE c.factory_id = $1 AND c.n > 0 ORDER BY c.n DESC, c.equipment_id LIMIT 1",
         1};
     struct db_num fid;
     PGresult *res;
