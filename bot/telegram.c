@@ -56,10 +56,13 @@ struct telegram {
     /* For /healthz (now_ms() values; written by one thread, read by any). */
     volatile long poll_ok_at, poll_failing_since, token_refused_at;
     volatile int polling; /* this process holds the poll lock */
+    long poll_loop_at;    /* the poller's last turn, for telegram_alive() */
 
-    pthread_mutex_t rate_lock; /* the process-wide send budget */
-    double tokens;
-    struct timespec refilled;
+    /* The bot-wide send budget (TELEGRAM_GLOBAL_PER_SECOND) is a row in
+     * the database that every process's senders reserve slots from, on a
+     * connection of its own in autocommit (see take_token). */
+    pthread_mutex_t budget_lock; /* guards budget_db */
+    struct db *budget_db;
 };
 
 /* ---- small helpers ---- */
@@ -190,6 +193,8 @@ static void *poller_main(void *arg)
         struct tg_reply rep;
         struct arena *a = NULL;
         long started;
+
+        __atomic_store_n(&t->poll_loop_at, now_ms(), __ATOMIC_RELAXED);
         json_t *params;
         bool got;
         int r, n = 0, dups = 0;
@@ -497,32 +502,38 @@ static void handled(void *ws, const struct chat_handled *h, bool ok)
 
 /* ---- senders ---- */
 
-/* Waits for the process-wide budget (TELEGRAM_GLOBAL_PER_SECOND). */
-static void take_token(struct telegram *t, volatile int *abort)
+/* Waits for a slot of the bot-wide budget (TELEGRAM_GLOBAL_PER_SECOND
+ * across every process on the database). The slot is reserved on the
+ * budget's own connection in autocommit, because the caller holds its claim
+ * transaction across the API call: taken on the sender's connection, the
+ * budget row would stay locked until then. One short statement per send;
+ * the process's senders take turns on the connection for it, not for the
+ * wait. Returns 0 when the message may go, -ECANCELED when the senders
+ * stop (the slot is lost), or a database error: then nothing is sent. */
+static int take_token(struct telegram *t, volatile int *abort)
 {
-    for (;;) {
-        struct timespec now;
-        double wait_s;
+    char *err = NULL, q[300];
+    long wait_ms = 0;
+    int r = 0;
 
-        pthread_mutex_lock(&t->rate_lock);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        t->tokens += ((double)(now.tv_sec - t->refilled.tv_sec) +
-                      (double)(now.tv_nsec - t->refilled.tv_nsec) / 1e9) *
-                     t->cfg->telegram_global_per_s;
-        if (t->tokens > t->cfg->telegram_global_per_s)
-            t->tokens = t->cfg->telegram_global_per_s;
-        t->refilled = now;
-        if (t->tokens >= 1) {
-            t->tokens -= 1;
-            pthread_mutex_unlock(&t->rate_lock);
-            return;
-        }
-        wait_s = (1 - t->tokens) / t->cfg->telegram_global_per_s;
-        pthread_mutex_unlock(&t->rate_lock);
-        nap(abort, (long)(wait_s * 1000) + 1);
-        if (*abort)
-            return;
-    }
+    pthread_mutex_lock(&t->budget_lock);
+    if (!t->budget_db)
+        r = db_connect(t->cfg->database_url, t->cfg->statement_timeout_ms, &t->budget_db, &err);
+    if (r == 0)
+        r = db_send_budget_take(t->budget_db, CHANNEL, t->cfg->telegram_global_per_s, &wait_ms);
+    if (r < 0)
+        log_warn("tg.budget_error", "err=%s detail=%s", strerror(-r),
+                 log_quote(q, sizeof(q),
+                           err            ? err
+                           : t->budget_db ? db_errmsg(t->budget_db)
+                                          : ""));
+    pthread_mutex_unlock(&t->budget_lock);
+    free(err);
+    if (r < 0)
+        return r;
+    if (wait_ms > 0)
+        nap(abort, wait_ms);
+    return abort && __atomic_load_n(abort, __ATOMIC_ACQUIRE) ? -ECANCELED : 0;
 }
 
 /* The gap before a chat's next message: 1 s in private chats, 3 s in
@@ -576,8 +587,10 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
     }
     plain = json_incref(json_object_get(p, "rivet_plain"));
     json_object_del(p, "rivet_plain");
-    take_token(t, __atomic_load_n(&t->abort_send, __ATOMIC_RELAXED));
-    r = tg_api_call(api, method, p, 15, &rep);
+    memset(&rep, 0, sizeof(rep)); /* read below also when nothing was sent */
+    r = take_token(t, __atomic_load_n(&t->abort_send, __ATOMIC_RELAXED));
+    if (r == 0)
+        r = tg_api_call(api, method, p, 15, &rep);
     for (int again = 0; r == 0 && !rep.ok && rep.error_code == 400 && again < 2; again++) {
         if (strcasestr(rep.description, "can't parse entities") && json_is_string(plain)) {
             /* Send the text as it is, without HTML. */
@@ -593,7 +606,10 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
             break;
         }
         tg_reply_clear(&rep);
-        r = tg_api_call(api, method, p, 15, &rep);
+        /* Another message as far as the budget knows. */
+        r = take_token(t, __atomic_load_n(&t->abort_send, __ATOMIC_RELAXED));
+        if (r == 0)
+            r = tg_api_call(api, method, p, 15, &rep);
     }
     json_decref(plain);
     json_decref(p);
@@ -846,6 +862,13 @@ int telegram_health(const struct telegram *t, const char **why)
     return 0;
 }
 
+long telegram_alive(const struct telegram *t)
+{
+    if (!t->poller_started)
+        return -1;
+    return __atomic_load_n(&t->poll_loop_at, __ATOMIC_RELAXED);
+}
+
 void telegram_webhook_secret(const struct config *cfg, char *out, size_t n)
 {
     static const char label[] = "rivet telegram webhook";
@@ -904,10 +927,8 @@ int telegram_start(const struct config *cfg, volatile int *stop, struct telegram
         return -ENOMEM;
     t->cfg = cfg;
     t->stop_main = stop;
-    pthread_mutex_init(&t->rate_lock, NULL);
+    pthread_mutex_init(&t->budget_lock, NULL);
     pthread_mutex_init(&t->poll_lock, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &t->refilled);
-    t->tokens = 1;
     r = tg_api_new(cfg->telegram_api_url, cfg->telegram_token, stop, &api);
     if (r < 0)
         goto fail;
@@ -962,7 +983,8 @@ void telegram_stop(struct telegram *t)
     /* Workers finish the update in hand; senders deliver what is due. */
     chat_threads_stop(t->threads, t->cfg->telegram_flush_s);
     log_info("tg.stopped", "msg=\"polling stopped, workers finished, outbox flushed\"");
-    pthread_mutex_destroy(&t->rate_lock);
+    db_close(t->budget_db);
+    pthread_mutex_destroy(&t->budget_lock);
     pthread_mutex_destroy(&t->poll_lock);
     free(t);
 }

@@ -26,6 +26,13 @@ void telegram_stop(struct telegram *t);
  * for longer than a long poll and a minute. */
 int telegram_health(const struct telegram *t, const char **why);
 
+/* When the poller's loop last turned (now_ms()), for the watchdog; 0
+ * before its first turn, -1 without a poller (webhook mode). A turn takes
+ * at most the long poll (TELEGRAM_POLL_TIMEOUT_S + 15 s) and a backoff (30
+ * s, or the retry_after Telegram asks for), whether Telegram answers or
+ * not. */
+long telegram_alive(const struct telegram *t);
+
 /* ---- webhook mode (TELEGRAM_WEBHOOK_URL) ---- */
 struct db;
 

@@ -39,6 +39,9 @@
  * attempt up to a minute. */
 #define PAIR_WAIT_S 6
 #define PAIR_WAIT_MAX_S 60
+/* A budget slot further away than this (another process paused the number
+ * after a 130429) is not waited for holding the claim. */
+#define BUDGET_HOLD_MAX_MS 2000
 
 struct whatsapp {
     const struct config *cfg;
@@ -46,11 +49,15 @@ struct whatsapp {
     volatile int *abort_send;
     struct chat_threads *threads;
 
+    /* The number's send budget (WHATSAPP_PER_SECOND) is a row in the
+     * database shared by every process (see take_token). */
+    pthread_mutex_t budget_lock; /* guards budget_db */
+    struct db *budget_db;
+
     pthread_mutex_t lock; /* guards what follows */
-    double tokens;        /* the number's send budget (WHATSAPP_PER_SECOND) */
-    struct timespec refilled;
-    long paused_until; /* now_ms(): 130429 stops every sender of this process */
-    int number_hits;   /* 130429s in a row, for the backoff */
+    long paused_until;    /* now_ms(): 130429 stops every sender of this process,
+                             and the budget row every other process's */
+    int number_hits;      /* 130429s in a row, for the backoff */
     long token_refused_at, last_ok_at, failing_since;
 };
 
@@ -287,43 +294,74 @@ static long paused_ms(struct whatsapp *w)
     return left > 0 ? left : 0;
 }
 
-/* Waits for the number's budget (WHATSAPP_PER_SECOND: a fraction of a
- * second at most) and for the end of a 130429 pause. */
-static void take_token(struct whatsapp *w)
+/* Opens the budget's own connection at its first use (db.c resets it after
+ * a loss). Called with budget_lock held. */
+static int budget_db(struct whatsapp *w)
 {
-    for (;;) {
-        volatile int *abort;
-        struct timespec now;
-        long wait_ms;
+    char *err = NULL, q[300];
+    int r;
 
-        pthread_mutex_lock(&w->lock);
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        w->tokens += ((double)(now.tv_sec - w->refilled.tv_sec) +
-                      (double)(now.tv_nsec - w->refilled.tv_nsec) / 1e9) *
-                     w->cfg->whatsapp_per_s;
-        if (w->tokens > w->cfg->whatsapp_per_s)
-            w->tokens = w->cfg->whatsapp_per_s;
-        w->refilled = now;
-        wait_ms = w->paused_until - now_ms();
-        if (wait_ms <= 0 && w->tokens >= 1) {
-            w->tokens -= 1;
-            pthread_mutex_unlock(&w->lock);
-            return;
-        }
-        if (wait_ms <= 0)
-            wait_ms = (long)((1 - w->tokens) / w->cfg->whatsapp_per_s * 1000) + 1;
-        pthread_mutex_unlock(&w->lock);
-        abort = __atomic_load_n(&w->abort_send, __ATOMIC_RELAXED);
-        nap(abort, wait_ms);
-        if (__atomic_load_n(abort, __ATOMIC_ACQUIRE))
-            return;
+    if (w->budget_db)
+        return 0;
+    r = db_connect(w->cfg->database_url, w->cfg->statement_timeout_ms, &w->budget_db, &err);
+    if (r < 0)
+        log_warn("wa.budget_error", "err=%s detail=%s", strerror(-r),
+                 log_quote(q, sizeof(q), err ? err : ""));
+    free(err);
+    return r;
+}
+
+/* Waits for a slot of the number's budget (WHATSAPP_PER_SECOND across every
+ * process on the database), reserved in autocommit on the budget's own
+ * connection: the caller holds its claim transaction across the send, and
+ * the budget row must not stay locked that long. Returns 0 when the message
+ * may go; -EAGAIN with *later (ms) when the slot is further away than
+ * BUDGET_HOLD_MAX_MS (a 130429 pause of another process); -ECANCELED when
+ * the senders stop; or a database error: then nothing is sent. */
+static int take_token(struct whatsapp *w, long *later)
+{
+    volatile int *abort = __atomic_load_n(&w->abort_send, __ATOMIC_RELAXED);
+    long wait_ms = 0;
+    char q[300];
+    int r;
+
+    pthread_mutex_lock(&w->budget_lock);
+    r = budget_db(w);
+    if (r == 0) {
+        r = db_send_budget_take(w->budget_db, CHANNEL, w->cfg->whatsapp_per_s, &wait_ms);
+        if (r < 0)
+            log_warn("wa.budget_error", "err=%s detail=%s", strerror(-r),
+                     log_quote(q, sizeof(q), db_errmsg(w->budget_db)));
     }
+    pthread_mutex_unlock(&w->budget_lock);
+    if (r < 0)
+        return r;
+    if (wait_ms > BUDGET_HOLD_MAX_MS) {
+        *later = wait_ms;
+        return -EAGAIN;
+    }
+    if (wait_ms > 0)
+        nap(abort, wait_ms);
+    return __atomic_load_n(abort, __ATOMIC_ACQUIRE) ? -ECANCELED : 0;
+}
+
+/* A 130429: every process's senders wait ms (best effort: this process
+ * pauses anyway). */
+static void budget_pause(struct whatsapp *w, long ms)
+{
+    char q[300];
+
+    pthread_mutex_lock(&w->budget_lock);
+    if (budget_db(w) == 0 && db_send_budget_pause(w->budget_db, CHANNEL, ms) < 0)
+        log_warn("wa.budget_error", "err=pause detail=%s",
+                 log_quote(q, sizeof(q), db_errmsg(w->budget_db)));
+    pthread_mutex_unlock(&w->budget_lock);
 }
 
 /* Notes how a send went, for /healthz and the number-wide pause. */
 static void note_result(struct whatsapp *w, int r, const struct wa_reply *rep)
 {
-    long now = now_ms();
+    long now = now_ms(), pause = 0;
 
     pthread_mutex_lock(&w->lock);
     if (r == 0 && rep->ok) {
@@ -340,9 +378,13 @@ static void note_result(struct whatsapp *w, int r, const struct wa_reply *rep)
     }
     if (r == 0 && !rep->ok && (rep->error_code == WA_ERR_TOKEN || rep->http_status == 401))
         w->token_refused_at = now;
-    if (r == 0 && !rep->ok && rep->error_code == WA_ERR_NUMBER_RATE)
-        w->paused_until = now + backoff_ms(w->number_hits++, 1000, 60000);
+    if (r == 0 && !rep->ok && rep->error_code == WA_ERR_NUMBER_RATE) {
+        pause = backoff_ms(w->number_hits++, 1000, 60000);
+        w->paused_until = now + pause;
+    }
     pthread_mutex_unlock(&w->lock);
+    if (pause > 0)
+        budget_pause(w, pause);
 }
 
 /* The body to post for a claimed row: as queued, or the alarm template.
@@ -395,10 +437,11 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
     const char *why = NULL;
     char err[400];
     enum chat_sent s;
-    long pause;
+    long pause, later = 0;
     int r;
 
     (void)a;
+    memset(&rep, 0, sizeof(rep)); /* read below also when nothing was sent */
     *status = 0;
     if (!json_is_object(p)) {
         json_decref(p);
@@ -420,9 +463,17 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
         db_outbox_retry(db, it, (int)pause + 1, "130429: the number is paused");
         return CHAT_WAIT;
     }
-    take_token(w);
-    r = wa_api_send(api, body, SEND_S, &rep);
-    note_result(w, r, &rep);
+    r = take_token(w, &later);
+    if (r == -EAGAIN) {
+        json_decref(body);
+        json_decref(p);
+        db_outbox_retry(db, it, (int)later + 1, "130429: the number is paused");
+        return CHAT_WAIT;
+    }
+    if (r == 0) {
+        r = wa_api_send(api, body, SEND_S, &rep);
+        note_result(w, r, &rep);
+    }
     if (r == 0 && !rep.ok && rep.error_code == WA_ERR_WINDOW && !template &&
         json_is_object(json_object_get(p, "rivet_alarm"))) {
         /* Meta's clock says the window closed: the alarm goes as the
@@ -432,9 +483,13 @@ static enum chat_sent deliver(void *ch, void *ss, struct db *db, struct arena *a
                                 w->cfg->whatsapp_template_lang, json_object_get(p, "rivet_alarm"));
         template = true;
         if (body) {
-            take_token(w);
-            r = wa_api_send(api, body, SEND_S, &rep);
-            note_result(w, r, &rep);
+            r = take_token(w, &later);
+            if (r == -EAGAIN)
+                r = -EBUSY; /* the send is retried like a failed one */
+            if (r == 0) {
+                r = wa_api_send(api, body, SEND_S, &rep);
+                note_result(w, r, &rep);
+            }
         }
     }
     json_decref(body);
@@ -543,9 +598,8 @@ int whatsapp_start(const struct config *cfg, volatile int *stop, struct whatsapp
     w->cfg = cfg;
     w->stop_main = stop;
     w->abort_send = stop;
-    w->tokens = 1;
-    clock_gettime(CLOCK_MONOTONIC, &w->refilled);
     pthread_mutex_init(&w->lock, NULL);
+    pthread_mutex_init(&w->budget_lock, NULL);
     r = hello(w);
     if (r == 0)
         r = chat_threads_start(cfg, &wa_ops, w, cfg->whatsapp_workers, cfg->whatsapp_senders,
@@ -567,6 +621,8 @@ void whatsapp_stop(struct whatsapp *w)
     chat_threads_stop(w->threads, w->cfg->telegram_flush_s);
     if (w->threads)
         log_info("wa.stopped", "msg=\"workers finished, outbox flushed\"");
+    db_close(w->budget_db);
+    pthread_mutex_destroy(&w->budget_lock);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

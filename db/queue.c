@@ -471,6 +471,54 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms)
     return r;
 }
 
+int db_send_budget_take(struct db *db, const char *channel, int per_second, long *wait_ms)
+{
+    /* The row is locked before SET is evaluated, so clock_timestamp() is
+     * read by the holder of the lock: slots are an interval apart. The
+     * wait is the slot minus a later reading of the clock, and the caller
+     * waits from when the answer arrived, later still: never early. */
+    static const struct db_stmt st = {
+        "send_budget_take",
+        "INSERT INTO send_budget AS b (channel, next_at) VALUES ($1, clock_timestamp() + "
+        "  make_interval(secs => $2::double precision / 1e6)) "
+        "ON CONFLICT (channel) DO UPDATE SET next_at = greatest(b.next_at, clock_timestamp()) + "
+        "  make_interval(secs => $2::double precision / 1e6) "
+        "RETURNING ceil(extract(epoch FROM b.next_at - clock_timestamp()) * 1000 - $2::double "
+        "  precision / 1000)::bigint",
+        2};
+    struct db_num iv;
+    PGresult *res;
+    long long w;
+    int r;
+
+    if (per_second < 1)
+        return -EINVAL;
+    r = db_query(
+        db, &st,
+        (const char *[]){channel, db_num(&iv, (1000LL + SEND_BUDGET_GUARD_MS) * 1000 / per_second)},
+        &res);
+    if (r < 0)
+        return r;
+    w = PQntuples(res) == 1 ? db_i64(res, 0, 0) : 0;
+    PQclear(res);
+    *wait_ms = w > 0 ? (long)w : 0;
+    return 0;
+}
+
+int db_send_budget_pause(struct db *db, const char *channel, long ms)
+{
+    static const struct db_stmt st = {
+        "send_budget_pause",
+        "INSERT INTO send_budget AS b (channel, next_at) VALUES ($1, clock_timestamp() + "
+        "  make_interval(secs => $2::double precision / 1000)) "
+        "ON CONFLICT (channel) DO UPDATE SET next_at = greatest(b.next_at, clock_timestamp() + "
+        "  make_interval(secs => $2::double precision / 1000))",
+        2};
+    struct db_num m;
+
+    return db_query(db, &st, (const char *[]){channel, db_num(&m, ms)}, NULL);
+}
+
 /* A count(*) of one channel's rows. */
 static int channel_count(struct db *db, const struct db_stmt *st, const char *channel, long *ret)
 {

@@ -117,6 +117,24 @@ int db_outbox_next_due(struct db *db, const char *channel, long *ms);
  * recorded yet, or purged); -EALREADY when the row is already further. */
 int db_outbox_status(struct db *db, struct arena *a, const char *channel, const char *remote_id,
                      const char *status, const char *error, struct outbox_item *row);
+/* The bot-wide send budget of a channel (sql/0011_send_budget.sql), shared
+ * by every process on the database: reserves the next slot, one interval of
+ * (1000 + SEND_BUDGET_GUARD_MS) / per_second ms after the one before, and
+ * sets *wait_ms to how long to wait before sending (0: now). One statement;
+ * run it in autocommit, never inside a claim transaction (that would hold
+ * the row, and every sender of every process, across the API call). A slot
+ * reserved and not used is lost: the budget can be under-spent, never
+ * over-spent. */
+int db_send_budget_take(struct db *db, const char *channel, int per_second, long *wait_ms);
+/* Nothing goes out on the channel, from any process, for ms (WhatsApp's
+ * number-wide 130429): the next slot moves past the pause. Autocommit. */
+int db_send_budget_pause(struct db *db, const char *channel, long ms);
+/* Slack for the way between Rivet and the API (a sender woken late, the
+ * network): N messages a second are spread over 1 s + this, so unless one
+ * request is delayed this much more than one N slots later, the other end
+ * never sees N + 1 in one second. On 2 loaded cores the test saw 42 ms. */
+#define SEND_BUDGET_GUARD_MS 100
+
 /* Unhandled updates of a channel. */
 int db_inbox_pending(struct db *db, const char *channel, long *ret);
 /* Pending messages (not sent, not failed) of a channel. */
