@@ -5,17 +5,19 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alarm.h"
 #include "arena.h"
 #include "db.h"
+#include "digest.h"
 #include "text.h"
 
 static const char factory_usage[] =
     "Usage: rivet factory create NAME\n"
     "       rivet factory list\n"
-    "       rivet factory set NAME KEY=VALUE...\n"
+    "       rivet factory set NAME KEY=VALUE... [--timezone ZONE] [--digest-time HH:MM|off]\n"
     "\n"
     "A factory is one plant: its people, equipment and work orders are seen by\n"
     "its members only. NAME is shown to users; its slug (\"Plant North\" ->\n"
@@ -26,7 +28,10 @@ static const char factory_usage[] =
     "  offline=10m             a device silent this long raises an alarm (0: never)\n"
     "  escalate=15m            unacknowledged critical alarms go to supervisors (0: never)\n"
     "  auto_register=on|off    register devices the first time they publish\n"
-    "  max_devices=10000       devices a factory may have\n";
+    "  max_devices=10000       devices a factory may have\n"
+    "  digest=07:00|off        local time of the daily digest to supervisors and\n"
+    "                          admins (off: none)\n"
+    "  --timezone ZONE, --digest-time HH:MM|off  the same as timezone=, digest=\n";
 
 static const char invite_usage[] =
     "Usage: rivet invite create --factory NAME --role ROLE [--uses N] [--expires 7d]\n"
@@ -77,7 +82,7 @@ static int factory_set(struct db *db, struct arena *a, const char *name, int n, 
     } keys[] = {
         {"timezone", "timezone", false},       {"offline", "offline_s", true},
         {"escalate", "escalate_s", true},      {"auto_register", "auto_register", false},
-        {"max_devices", "max_devices", false},
+        {"max_devices", "max_devices", false}, {"digest", "digest_time", false},
     };
     struct factory f;
     int r = db_factory_find(db, a, name, &f);
@@ -121,7 +126,26 @@ static int factory_set(struct db *db, struct arena *a, const char *name, int n, 
             snprintf(num, sizeof(num), "%lld", s);
             value = num;
         }
-        r = db_factory_set(db, f.id, key, value);
+        if (strcmp(key, "digest_time") == 0)
+            r = db_digest_set_time(db, f.id, value);
+        else
+            r = db_factory_set(db, f.id, key, value);
+        if (r == -EINVAL && strcmp(key, "timezone") == 0) {
+            fprintf(stderr,
+                    "rivet factory: unknown timezone '%s': give an IANA name such as "
+                    "Europe/Berlin or UTC; nothing was changed\n",
+                    value);
+            db_rollback(db);
+            return EXIT_USAGE;
+        }
+        if (r == -EINVAL && strcmp(key, "digest_time") == 0) {
+            fprintf(stderr,
+                    "rivet factory: the digest time must be HH:MM (24-hour, local) or off, "
+                    "not '%s'; nothing was changed\n",
+                    value);
+            db_rollback(db);
+            return EXIT_USAGE;
+        }
         if (r == -EINVAL) {
             fprintf(stderr,
                     "rivet factory: %.*s=%s is not a value Rivet accepts; see rivet "
@@ -142,13 +166,79 @@ static int factory_set(struct db *db, struct arena *a, const char *name, int n, 
     return 0;
 }
 
+static void free_words(char **w, int n)
+{
+    for (int i = 0; w && i < n; i++)
+        free(w[i]);
+    free(w);
+}
+
+/* The settings of `factory set` as KEY=VALUE words (each malloc'd, in a
+ * malloc'd array: free_words()): --timezone ZONE and --digest-time HH:MM
+ * (or --option=VALUE) stand for timezone=ZONE and digest=HH:MM. Returns 0,
+ * or EXIT_USAGE (or 1 out of memory) after saying what is wrong. */
+static int set_words(int n, char **in, char ***out, int *n_out)
+{
+    static const struct {
+        const char *opt, *key;
+    } opts[] = {{"--timezone", "timezone"}, {"--digest-time", "digest"}};
+    char **w = calloc((size_t)n + 1, sizeof(*w));
+    int k = 0;
+
+    if (!w)
+        return 1;
+    for (int i = 0; i < n; i++) {
+        const char *key = NULL, *value = NULL;
+        size_t ol = 0;
+
+        for (size_t o = 0; o < sizeof(opts) / sizeof(opts[0]); o++) {
+            ol = strlen(opts[o].opt);
+            if (strncmp(in[i], opts[o].opt, ol) == 0 && (in[i][ol] == '=' || !in[i][ol])) {
+                key = opts[o].key;
+                break;
+            }
+        }
+        if (!key && strncmp(in[i], "--", 2) == 0) {
+            free_words(w, k);
+            return usage_error("factory", "unknown option; set takes --timezone, --digest-time "
+                                          "and KEY=VALUE");
+        }
+        if (!key && !strchr(in[i], '=')) {
+            free_words(w, k);
+            return usage_error("factory", "settings look like KEY=VALUE (offline=10m)");
+        }
+        if (key && in[i][ol] == '=') {
+            value = in[i] + ol + 1;
+        } else if (key) {
+            if (i + 1 == n) {
+                free_words(w, k);
+                return usage_error("factory", "--timezone and --digest-time need a value");
+            }
+            value = in[++i];
+        }
+        size_t len = key ? strlen(key) + strlen(value) + 2 : 0;
+        w[k] = key ? malloc(len) : strdup(in[i]);
+        if (!w[k]) {
+            free_words(w, k);
+            return 1;
+        }
+        if (key)
+            snprintf(w[k], len, "%s=%s", key, value);
+        k++;
+    }
+    *out = w;
+    *n_out = k;
+    return 0;
+}
+
 int cmd_factory(int argc, char **argv)
 {
     struct config cfg;
     struct arena *a = NULL;
     struct factory f;
     struct db *db = NULL;
-    int r;
+    char **words = NULL;
+    int n_words = 0, r;
 
     r = parse_help("factory", factory_usage, argc, argv);
     if (r >= 0)
@@ -163,16 +253,16 @@ int cmd_factory(int argc, char **argv)
     } else if (strcmp(argv[1], "set") == 0) {
         if (argc < 4)
             return usage_error("factory", "usage: rivet factory set NAME KEY=VALUE...");
-        for (int i = 3; i < argc; i++)
-            if (!strchr(argv[i], '='))
-                return usage_error("factory", "settings look like KEY=VALUE (offline=10m)");
+        r = set_words(argc - 3, argv + 3, &words, &n_words);
+        if (r)
+            return r;
     } else if (strcmp(argv[1], "list") != 0 || argc != 2) {
         return usage_error("factory", "unknown subcommand; use create, list or set");
     }
 
     r = rivet_open_db(&cfg, 1, &db);
     if (r)
-        return r;
+        goto out;
     if (arena_new(&a) < 0) {
         r = 1;
         goto out;
@@ -185,7 +275,7 @@ int cmd_factory(int argc, char **argv)
         goto out;
     }
     if (strcmp(argv[1], "set") == 0) {
-        r = factory_set(db, a, argv[2], argc - 3, argv + 3);
+        r = factory_set(db, a, argv[2], n_words, words);
         goto out;
     }
     r = db_factory_create(db, a, argv[2], &f);
@@ -204,6 +294,7 @@ int cmd_factory(int argc, char **argv)
     printf("created factory %s (slug %s)\n", f.name, f.slug);
     r = 0;
 out:
+    free_words(words, n_words);
     arena_free(a);
     db_close(db);
     return r;

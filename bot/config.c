@@ -75,7 +75,11 @@ static char *unquote(char *v)
     return v;
 }
 
-int config_load_env_file(const char *path, char *err, size_t errlen)
+/* Reads KEY=VALUE lines from path and calls set(key, value, ctx) for each;
+ * a set() that fails (-errno) stops the read. Returns 0, or -errno with a
+ * line naming the file and line in err (never a value). */
+static int env_file_parse(const char *path, int (*set)(const char *key, const char *val, void *ctx),
+                          void *ctx, char *err, size_t errlen)
 {
     char line[ENV_LINE_MAX];
     FILE *f;
@@ -122,9 +126,9 @@ int config_load_env_file(const char *path, char *err, size_t errlen)
             }
         }
         val = unquote(eq + 1);
-        if (setenv(key, val, 0) < 0) {
-            r = -errno;
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, strerror(errno));
+        r = set(key, val, ctx);
+        if (r < 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, strerror(-r));
             goto out;
         }
     }
@@ -134,6 +138,175 @@ int config_load_env_file(const char *path, char *err, size_t errlen)
     }
 out:
     fclose(f);
+    return r;
+}
+
+/* What the env files given at start set, for config_reload(): their
+ * paths, and the names they set (those not in the environment already).
+ * Written by the main thread before any other starts; read-only after. */
+#define ENV_FILES_MAX 8
+#define ENV_KEYS_MAX 512
+static char *env_files[ENV_FILES_MAX];
+static int n_env_files;
+static char *env_keys[ENV_KEYS_MAX];
+static int n_env_keys;
+
+static bool env_key_from_file(const char *key)
+{
+    for (int i = 0; i < n_env_keys; i++)
+        if (strcmp(env_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+static int env_set_start(const char *key, const char *val, void *ctx)
+{
+    (void)ctx;
+    if (getenv(key))
+        return 0; /* the environment wins */
+    if (setenv(key, val, 0) < 0)
+        return -errno;
+    if (n_env_keys < ENV_KEYS_MAX && !env_key_from_file(key)) {
+        char *k = strdup(key);
+        if (!k)
+            return -ENOMEM;
+        env_keys[n_env_keys++] = k;
+    }
+    return 0;
+}
+
+int config_load_env_file(const char *path, char *err, size_t errlen)
+{
+    int r = env_file_parse(path, env_set_start, NULL, err, errlen);
+
+    if (r == 0 && n_env_files < ENV_FILES_MAX) {
+        /* an absolute path, so a reload finds it from any directory */
+        char *abs = realpath(path, NULL);
+        if (abs)
+            env_files[n_env_files++] = abs;
+    }
+    return r;
+}
+
+/* ---- SIGHUP: the env files again ---- */
+
+int config_env_files(void)
+{
+    return n_env_files;
+}
+
+/* The settings of a reload: name=value pairs as the files say them now,
+ * the first line and file that names a setting winning (as at start). */
+struct env_new {
+    char *names[ENV_KEYS_MAX];
+    char *values[ENV_KEYS_MAX];
+    int n;
+};
+
+static int env_set_new(const char *key, const char *val, void *ctx)
+{
+    struct env_new *e = ctx;
+
+    for (int i = 0; i < e->n; i++)
+        if (strcmp(e->names[i], key) == 0)
+            return 0; /* the first one counts, as at start */
+    if (e->n == ENV_KEYS_MAX)
+        return -E2BIG;
+    e->names[e->n] = strdup(key);
+    e->values[e->n] = strdup(val);
+    if (!e->names[e->n] || !e->values[e->n]) {
+        free(e->names[e->n]);
+        free(e->values[e->n]);
+        return -ENOMEM;
+    }
+    e->n++;
+    return 0;
+}
+
+static void env_new_clear(struct env_new *e)
+{
+    for (int i = 0; i < e->n; i++) {
+        free(e->names[i]);
+        free(e->values[i]);
+    }
+    e->n = 0;
+}
+
+/* The value key has after the reload (NULL: unset), and whether a file may
+ * change it: a name that was in the environment before the files were read
+ * keeps its value. */
+static const char *env_new_get(const struct env_new *e, const char *key, bool *from_file)
+{
+    *from_file = env_key_from_file(key) || !getenv(key);
+    if (!*from_file)
+        return getenv(key);
+    for (int i = 0; i < e->n; i++)
+        if (strcmp(e->names[i], key) == 0)
+            return e->values[i][0] ? e->values[i] : NULL;
+    return NULL;
+}
+
+static void list_add(char *list, size_t len, const char *name)
+{
+    size_t used = strlen(list);
+
+    snprintf(list + used, len - used, "%s%s", used ? "," : "", name);
+}
+
+int config_reload(struct config_live *live, char *restart, size_t restart_len, char *err,
+                  size_t errlen)
+{
+    struct env_new e = {.n = 0};
+    const char *v;
+    bool from_file;
+    int r = 0;
+
+    restart[0] = '\0';
+    err[0] = '\0';
+    live->changed = 0;
+    if (n_env_files == 0)
+        return 0;
+    for (int i = 0; i < n_env_files && r == 0; i++)
+        r = env_file_parse(env_files[i], env_set_new, &e, err, errlen);
+    if (r < 0)
+        goto out;
+
+    /* Applied at once. */
+    v = env_new_get(&e, "RIVET_LOG_LEVEL", &from_file);
+    if (from_file) {
+        enum log_level lvl = LOG_INFO;
+        if (v && log_level_parse(v, &lvl) < 0) {
+            snprintf(err, errlen,
+                     "RIVET_LOG_LEVEL must be one of debug, info, warn, error, off; kept %s",
+                     log_level_name(live->log_level));
+            r = -EINVAL;
+            goto out;
+        }
+        if (lvl != live->log_level) {
+            live->log_level = lvl;
+            live->changed |= CONFIG_LIVE_LOG_LEVEL;
+        }
+    }
+
+    /* Everything else a file set, or sets now, is read at start only. */
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass == 0 ? n_env_keys : e.n;
+        for (int i = 0; i < n; i++) {
+            const char *key = pass == 0 ? env_keys[i] : e.names[i], *now;
+            if (strcmp(key, "RIVET_LOG_LEVEL") == 0 || (pass == 1 && env_key_from_file(key)))
+                continue;
+            v = env_new_get(&e, key, &from_file);
+            if (!from_file)
+                continue;
+            now = getenv(key);
+            if (now && !*now)
+                now = NULL;
+            if ((v == NULL) != (now == NULL) || (v && strcmp(v, now) != 0))
+                list_add(restart, restart_len, key);
+        }
+    }
+out:
+    env_new_clear(&e);
     return r;
 }
 
@@ -483,6 +656,7 @@ int config_load(struct config *cfg, int need_db, char *err, size_t errlen)
             {"MQTT_KEEPALIVE_S", 30, 5, 600, offsetof(struct config, mqtt_keepalive_s), "seconds"},
             {"ALARM_STORM_WINDOW_S", 10, 1, 600, offsetof(struct config, alarm_storm_window_s),
              "seconds"},
+            {"DIGEST_CHECK_S", 30, 1, 3600, offsetof(struct config, digest_check_s), "seconds"},
             {"WHATSAPP_WORKERS", 0, 1, 64, offsetof(struct config, whatsapp_workers),
              "a number of threads"},
             {"WHATSAPP_SENDERS", 2, 1, 16, offsetof(struct config, whatsapp_senders),

@@ -61,6 +61,7 @@ struct config {
     const char *mqtt_shared_group; /* MQTT_SHARED_GROUP: subscribe as $share/GROUP/... */
     int mqtt_keepalive_s;          /* MQTT_KEEPALIVE_S */
     int alarm_storm_window_s;      /* ALARM_STORM_WINDOW_S */
+    int digest_check_s;            /* DIGEST_CHECK_S: how often the digest thread looks */
 
     /* The vision-LLM providers (llm_config_load(), set by the command that
      * reads photos); n_llm 0: local reads only. */
@@ -82,6 +83,29 @@ struct config {
  * in the environment win over the file. Returns 0, or -errno with a one-line
  * explanation (naming the file and line) in err. */
 int config_load_env_file(const char *path, char *err, size_t errlen);
+
+/* What `rivet serve` changes while it runs, on SIGHUP. */
+enum { CONFIG_LIVE_LOG_LEVEL = 1 };
+struct config_live {
+    enum log_level log_level; /* RIVET_LOG_LEVEL */
+    int changed;              /* CONFIG_LIVE_* set by the last config_reload() */
+};
+
+/* Reads the env files given at start (config_load_env_file()) again,
+ * without touching the environment. A name the environment held before
+ * the files were read keeps its value, as at start. live holds the
+ * values in force; the new ones that may change at run time are written
+ * there (live->changed says which). Names of the other settings whose
+ * value in the files differs from the one in force, which need a restart,
+ * go into restart, comma-separated. Without env files nothing changes.
+ * Returns 0; or -errno (a file that cannot be read) or -EINVAL (a bad
+ * value: live is left as it was), with one line in err that names the
+ * setting, never a value. Call from one thread at a time. */
+int config_reload(struct config_live *live, char *restart, size_t restart_len, char *err,
+                  size_t errlen);
+
+/* How many env files were given at start (--env-file). */
+int config_env_files(void);
 
 /* Fills cfg from the environment. need_db: DATABASE_URL must be set.
  * Returns 0, or -EINVAL with one line naming the setting in err. The strings

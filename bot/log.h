@@ -11,7 +11,15 @@
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 
+/* The level below which lines are dropped. Written before threads start,
+ * or with log_set_threshold() (SIGHUP in rivet serve); read atomically. */
 extern enum log_level log_threshold;
+
+/* Changes log_threshold while other threads log. */
+void log_set_threshold(enum log_level lvl);
+
+/* The name of a level ("debug", "info", ...). */
+const char *log_level_name(enum log_level lvl);
 
 /* Parses "debug", "info", "warn" (or "warning"), "error", "off".
  * Returns 0 and writes *ret, or -EINVAL. */
@@ -20,7 +28,11 @@ int log_level_parse(const char *s, enum log_level *ret);
 /* Names the calling thread in its log lines; the name is copied (15 bytes kept). */
 void log_set_thread(const char *name);
 
-/* Writes one line; fmt holds the key=value pairs after ev=. */
+/* Writes one line; fmt holds the key=value pairs after ev=. A line break
+ * inside becomes a space: one event is one line. When stderr is the
+ * journal (JOURNAL_STREAM names it), the line starts with the syslog
+ * priority, "<3>" error, "<4>" warn, "<6>" info, "<7>" debug, which journald
+ * takes as the level (sd-daemon.h's convention). */
 void log_emit(enum log_level lvl, const char *ev, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -30,7 +42,7 @@ char *log_quote(char *dst, size_t n, const char *s);
 
 #define log_at(lvl, ev, ...)                                                                       \
     do {                                                                                           \
-        if ((lvl) >= log_threshold)                                                                \
+        if ((lvl) >= __atomic_load_n(&log_threshold, __ATOMIC_RELAXED))                            \
             log_emit((lvl), (ev), __VA_ARGS__);                                                    \
     } while (0)
 #define log_debug(ev, ...) log_at(LOG_DEBUG, ev, __VA_ARGS__)

@@ -12,12 +12,16 @@
 #include <openssl/crypto.h>
 #include <pcre2.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "db.h"
+#include "digest_thread.h"
 #include "llm.h"
 #include "log.h"
 #include "migrate.h"
@@ -44,6 +48,8 @@ static const char main_usage[] =
     "  invite    create invite codes\n"
     "  rule      add, list, switch and try alert rules\n"
     "  device    list MQTT devices and link them to machines\n"
+    "  doctor    check the settings, database, APIs and broker before serving\n"
+    "  digest    print a factory's daily digest (rivet serve sends it)\n"
     "  ocr       read nameplate photos from files\n"
     "  version   print versions\n"
     "\n"
@@ -204,18 +210,166 @@ static int stopping(void)
     return __atomic_load_n(&serve_stop, __ATOMIC_ACQUIRE);
 }
 
+/* What the signal thread of `rivet serve` watches: the parts that run
+ * (NULL when off), published by cmd_serve once they are all up. __atomic
+ * only. The parts are freed after the signal thread is joined. */
+static struct {
+    struct telegram *tg;
+    struct alerts *al;
+    int ready;
+} serve_parts;
+
+/* The signal thread's own state: written before it starts, then its own. */
+struct serve_signals {
+    sigset_t set; /* SIGINT, SIGTERM, SIGHUP: blocked in every thread */
+    const struct config *cfg;
+    struct config_live live; /* what SIGHUP may change, as in force */
+    char status[160];        /* the STATUS= of a ready process */
+};
+
+/* A loop that has not turned for this long is stuck (telegram_alive(),
+ * alerts_alive()): far beyond its longest wait (the poller's: a long poll,
+ * then a retry_after Telegram asked for, which may be minutes). */
+#define POLLER_STUCK_MS(cfg) (((cfg)->telegram_poll_timeout_s + 15 + 300) * 1000L)
+#define ALERTS_STUCK_MS 120000L
+
+/* Whether every watched loop of a ready process turned lately; else the
+ * part that is stuck and how long it has been (seconds). A remote API
+ * that fails is not stuck: a restart would not bring it back. */
+static const char *serve_stuck(const struct config *cfg, long *age_s)
+{
+    struct telegram *tg = __atomic_load_n(&serve_parts.tg, __ATOMIC_ACQUIRE);
+    struct alerts *al = __atomic_load_n(&serve_parts.al, __ATOMIC_ACQUIRE);
+    long now = now_ms(), at;
+
+    if (tg && (at = telegram_alive(tg)) > 0 && now - at > POLLER_STUCK_MS(cfg)) {
+        *age_s = (now - at) / 1000;
+        return "telegram-poller";
+    }
+    if (al && (at = alerts_alive(al)) > 0 && now - at > ALERTS_STUCK_MS) {
+        *age_s = (now - at) / 1000;
+        return "mqtt";
+    }
+    return NULL;
+}
+
+/* One watchdog turn: WATCHDOG=1 while nothing is stuck. A stuck part is
+ * logged once when it sticks and once when it comes back. */
+static void serve_watchdog(struct serve_signals *s, bool *stuck)
+{
+    long age_s = 0;
+    const char *part;
+
+    if (!__atomic_load_n(&serve_parts.ready, __ATOMIC_ACQUIRE))
+        return; /* systemd watches from READY=1 on; TimeoutStartSec= before */
+    part = serve_stuck(s->cfg, &age_s);
+    if (part) {
+        if (!*stuck) {
+            log_error("serve.stuck",
+                      "part=%s idle_s=%ld msg=\"no more watchdog pings: systemd restarts "
+                      "rivet after WatchdogSec\"",
+                      part, age_s);
+            sd_notifyf(0, "STATUS=stuck: %s has not moved for %ld s", part, age_s);
+        }
+        *stuck = true;
+        return;
+    }
+    if (*stuck) {
+        log_info("serve.unstuck", "msg=\"every part moves again\"");
+        sd_notifyf(0, "STATUS=%s", s->status);
+    }
+    *stuck = false;
+    sd_notify(0, "WATCHDOG=1");
+}
+
+/* SIGHUP: the env files again (the settings that may change at run time)
+ * and the alert rules now. One serve.reload line says what happened. */
+static void serve_reload(struct serve_signals *s)
+{
+    struct alerts *al = __atomic_load_n(&serve_parts.al, __ATOMIC_ACQUIRE);
+    struct config_live live = s->live;
+    char restart[512], err[256], q[600], lvl[48] = "unchanged";
+    struct timespec ts;
+    int r;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+               (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+    r = config_reload(&live, restart, sizeof(restart), err, sizeof(err));
+    if (r < 0) {
+        /* Nothing changes: the settings in force stay. */
+        log_error("serve.reload_rejected", "err=%s", log_quote(q, sizeof(q), err));
+    } else {
+        if (live.changed & CONFIG_LIVE_LOG_LEVEL) {
+            snprintf(lvl, sizeof(lvl), "%s->%s", log_level_name(s->live.log_level),
+                     log_level_name(live.log_level));
+            log_set_threshold(live.log_level);
+        }
+        s->live = live;
+    }
+    if (al)
+        alerts_reload(al);
+    /* Said even when RIVET_LOG_LEVEL is now warn or error: it answers
+     * the operator's own command. */
+    if (__atomic_load_n(&log_threshold, __ATOMIC_RELAXED) < LOG_OFF)
+        log_emit(LOG_INFO, "serve.reload", "settings=%s log_level=%s rules=%s restart_needed=%s%s",
+                 r < 0                ? "rejected"
+                 : config_env_files() ? "reread"
+                                      : "no_env_file",
+                 lvl, al ? "reloading" : "off", restart[0] ? restart : "none",
+                 config_env_files() ? ""
+                                    : " msg=\"settings come from the environment: changing them "
+                                      "needs a restart\"");
+    if (__atomic_load_n(&serve_parts.ready, __ATOMIC_ACQUIRE))
+        sd_notifyf(0, "READY=1\nSTATUS=%s", s->status);
+}
+
 /* Waits for SIGINT or SIGTERM (blocked in every thread) and asks all of
- * `rivet serve` to stop. */
+ * `rivet serve` to stop; meanwhile reloads on SIGHUP and, under a
+ * systemd watchdog (WATCHDOG_USEC), pings it every half period while the
+ * parts are alive. */
 static void *signal_main(void *arg)
 {
-    sigset_t *set = arg;
-    int sig = 0;
+    struct serve_signals *s = arg;
+    uint64_t wd_usec = 0;
+    long next_ping = 0;
+    bool stuck = false;
 
     log_set_thread("signal");
-    sigwait(set, &sig);
-    log_info("serve.stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    __atomic_store_n(&serve_stop, 1, __ATOMIC_RELEASE);
-    return NULL;
+    if (sd_watchdog_enabled(0, &wd_usec) <= 0)
+        wd_usec = 0;
+    if (wd_usec)
+        log_info("serve.watchdog", "period_ms=%llu ping_ms=%llu",
+                 (unsigned long long)(wd_usec / 1000), (unsigned long long)(wd_usec / 2000));
+    for (;;) {
+        int sig;
+
+        if (wd_usec) {
+            long now = now_ms(), wait;
+            struct timespec ts;
+
+            if (now >= next_ping) {
+                serve_watchdog(s, &stuck);
+                next_ping = now + (long)(wd_usec / 2000);
+            }
+            wait = next_ping - now;
+            ts.tv_sec = wait / 1000;
+            ts.tv_nsec = (wait % 1000) * 1000000L;
+            sig = sigtimedwait(&s->set, NULL, &ts);
+        } else {
+            sig = sigwaitinfo(&s->set, NULL);
+        }
+        if (sig < 0)
+            continue; /* EAGAIN: time to ping; EINTR */
+        if (sig == SIGHUP) {
+            serve_reload(s);
+            continue;
+        }
+        log_info("serve.stopping", "signal=%s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        sd_notify(0, "STOPPING=1\nSTATUS=stopping: finishing the messages in hand");
+        __atomic_store_n(&serve_stop, 1, __ATOMIC_RELEASE);
+        return NULL;
+    }
 }
 
 int cmd_serve(int argc, char **argv)
@@ -232,12 +386,14 @@ int cmd_serve(int argc, char **argv)
         "webhooks, GET /healthz and GET /metrics. With MQTT_URL set, the alert thread\n"
         "subscribes to the plant's telemetry, evaluates the alert rules and sends\n"
         "alarms. Several rivet serve processes may share one database: one polls,\n"
-        "all work and send; with MQTT_SHARED_GROUP they split the telemetry.\n";
-    static sigset_t set;
+        "all work and send; with MQTT_SHARED_GROUP they split the telemetry. Each\n"
+        "factory's daily digest goes out once, at its digest time.\n";
+    static struct serve_signals sigs;
     static struct llm_provider providers[LLM_MAX_PROVIDERS];
     struct telegram *tg = NULL;
     struct whatsapp *wa = NULL;
     struct alerts *al = NULL;
+    struct digests *dg = NULL;
     struct web *web = NULL;
     struct config cfg;
     pthread_t sig_thread;
@@ -248,10 +404,12 @@ int cmd_serve(int argc, char **argv)
     if (r >= 0)
         return r;
     /* Block the signals before any thread starts; one thread waits for them. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    sigemptyset(&sigs.set);
+    sigaddset(&sigs.set, SIGINT);
+    sigaddset(&sigs.set, SIGTERM);
+    sigaddset(&sigs.set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs.set, NULL);
+    sd_notify(0, "STATUS=starting: settings, database, migrations");
     r = rivet_open_db(&cfg, 1, &db);
     if (r)
         return r;
@@ -260,7 +418,9 @@ int cmd_serve(int argc, char **argv)
     if (r)
         return r;
     cfg.llm = providers;
-    if (pthread_create(&sig_thread, NULL, signal_main, &set) != 0) {
+    sigs.cfg = &cfg;
+    sigs.live.log_level = cfg.log_level;
+    if (pthread_create(&sig_thread, NULL, signal_main, &sigs) != 0) {
         fprintf(stderr, "rivet: cannot start the signal thread\n");
         return 1;
     }
@@ -277,6 +437,7 @@ int cmd_serve(int argc, char **argv)
     /* A channel's start returns -ECANCELED when SIGTERM comes while it waits
      * for its API: nothing more is started, and the process is not ready. */
     if (cfg.telegram_token && !stopping()) {
+        sd_notify(0, "STATUS=starting: Telegram (getMe; retried while the Bot API is away)");
         r = telegram_start(&cfg, &serve_stop, &tg);
         if (r == -EACCES) {
             fprintf(stderr, "rivet: Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized)\n");
@@ -290,6 +451,7 @@ int cmd_serve(int argc, char **argv)
         }
     }
     if (cfg.whatsapp_token && !stopping()) {
+        sd_notify(0, "STATUS=starting: WhatsApp (the Graph API is asked for the number)");
         r = whatsapp_start(&cfg, &serve_stop, &wa);
         if (r == -EACCES) {
             fprintf(stderr, "rivet: the WhatsApp Cloud API refused WHATSAPP_TOKEN or "
@@ -318,11 +480,24 @@ int cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    /* The daily digest: the database is all it needs. */
+    r = digests_start(&cfg, &dg);
+    if (r < 0) {
+        fprintf(stderr, "rivet: cannot start the digest thread: %s\n", strerror(-r));
+        r = 1;
+        goto out;
+    }
     web_attach(web, tg, wa, al);
     log_info("serve.ready",
              "version=%s telegram=%s whatsapp=%s mqtt=%s http_port=%d llm_providers=%d",
              RIVET_VERSION, tg ? "on" : "off", wa ? "on" : "off", al ? "on" : "off", web_port(web),
              cfg.n_llm);
+    snprintf(sigs.status, sizeof(sigs.status), "serving: telegram %s, whatsapp %s, mqtt %s",
+             tg ? "on" : "off", wa ? "on" : "off", al ? "on" : "off");
+    __atomic_store_n(&serve_parts.tg, tg, __ATOMIC_RELEASE);
+    __atomic_store_n(&serve_parts.al, al, __ATOMIC_RELEASE);
+    __atomic_store_n(&serve_parts.ready, 1, __ATOMIC_RELEASE);
+    sd_notifyf(0, "READY=1\nSTATUS=%s", sigs.status);
     r = 0;
 out:
     if (r) /* a failed start: the signal thread is told to finish */
@@ -331,6 +506,7 @@ out:
     /* No more webhooks, then the parts, each flushing what it holds. */
     web_stop(web);
     alerts_stop(al);
+    digests_stop(dg);
     whatsapp_stop(wa);
     telegram_stop(tg);
     if (!r)
@@ -366,6 +542,7 @@ static const struct {
     {"chat", cmd_chat},       {"serve", cmd_serve},   {"migrate", cmd_migrate},
     {"factory", cmd_factory}, {"invite", cmd_invite}, {"version", cmd_version},
     {"ocr", cmd_ocr},         {"rule", cmd_rule},     {"device", cmd_device},
+    {"digest", cmd_digest},   {"doctor", cmd_doctor},
 };
 
 int main(int argc, char **argv)

@@ -220,6 +220,11 @@ struct alerts {
 
     pthread_mutex_t lock; /* guards counters */
     struct alert_counters counters;
+
+    /* Between threads, __atomic only: set by alerts_reload(), taken by
+     * tick(); the loop's last turn (now_ms()), for alerts_alive(). */
+    int reload_asked;
+    long loop_at;
 };
 
 #define COUNT(al, field, n)                                                                        \
@@ -1113,6 +1118,8 @@ static void tick(struct alerts *al)
     if (now < al->db_wait_until)
         return;
     r = db_wait_notify(al->db, 0);
+    if (__atomic_exchange_n(&al->reload_asked, 0, __ATOMIC_ACQ_REL))
+        r = 1; /* SIGHUP */
     if (r > 0 || now >= al->next_reload) {
         r = load_rules(al);
         if (r < 0) {
@@ -1379,6 +1386,7 @@ static void *alerts_main(void *arg)
     }
     al->next_reload = now_ms() + RELOAD_MS;
     while (!__atomic_load_n(&al->stop, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&al->loop_at, now_ms(), __ATOMIC_RELAXED);
         if (!socket_up && now_ms() >= al->next_connect)
             socket_up = try_connect(al);
         if (socket_up) {
@@ -1435,6 +1443,16 @@ static void *alerts_main(void *arg)
     }
     log_stats(al);
     return NULL;
+}
+
+void alerts_reload(struct alerts *al)
+{
+    __atomic_store_n(&al->reload_asked, 1, __ATOMIC_RELEASE);
+}
+
+long alerts_alive(struct alerts *al)
+{
+    return __atomic_load_n(&al->loop_at, __ATOMIC_RELAXED);
 }
 
 int alerts_start(const struct config *cfg, struct alerts **ret)

@@ -33,4 +33,13 @@ struct alert_counters {
 
 void alerts_counters(struct alerts *al, struct alert_counters *out);
 
+/* Asks the thread to load the rules again at its next turn (within 50 ms
+ * while the database is up), as a NOTIFY does. Safe from any thread. */
+void alerts_reload(struct alerts *al);
+
+/* When the thread's loop last turned (now_ms()), 0 before its first turn:
+ * a turn takes at most a few seconds (a 3 s connect check, queries under
+ * the statement timeout). Safe from any thread. */
+long alerts_alive(struct alerts *al);
+
 #endif

@@ -23,6 +23,8 @@ int cmd_version(int argc, char **argv);
 int cmd_ocr(int argc, char **argv);
 int cmd_rule(int argc, char **argv);
 int cmd_device(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+int cmd_digest(int argc, char **argv);
 
 struct llm_provider;
 

@@ -20,6 +20,8 @@ Commands:
   invite    create invite codes
   rule      add, list, switch and try alert rules
   device    list MQTT devices and link them to machines
+  doctor    check the settings, database, APIs and broker before serving
+  digest    print a factory's daily digest (rivet serve sends it)
   ocr       read nameplate photos from files
   version   print versions
 
@@ -276,3 +278,16 @@ run: rivet invite create --factory plant-north --role admin --expires 90m | sed 
 ---
 Invite for Plant North as admin, 1 use, valid for 90 minutes.
 Invite for Plant North as admin, 3 uses, valid for 14 days.
+
+=== rivet doctor: a bad setting fails, and nothing else is checked
+run: RIVET_STATEMENT_TIMEOUT_MS=5 rivet doctor; echo "exit $?"
+---
+FAIL  settings    RIVET_STATEMENT_TIMEOUT_MS must be a number of milliseconds, 100 to 600000
+skip  database    not checked: fix the settings first
+skip  migrations  not checked: fix the settings first
+skip  telegram    not checked: fix the settings first
+skip  whatsapp    not checked: fix the settings first
+skip  mqtt        not checked: fix the settings first
+skip  llm         not checked: fix the settings first
+skip  http        not checked: fix the settings first
+exit 1
