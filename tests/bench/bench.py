@@ -1,17 +1,22 @@
 #!/usr/bin/env python3
-"""The engine behind scripts/bench-telegram (Python 3 standard library only).
+"""The engine behind scripts/bench-telegram and scripts/bench-burst (Python 3
+standard library only).
 
   bench.py gen-sql ...   prints the SQL that loads the benchmark factory
   bench.py terms         prints the pool of misspelled search texts
   bench.py run ...       drives rivet serve through the fake Telegram API,
                          measures, runs the database baseline and EXPLAIN,
                          writes results.json and report.md
+  bench.py run-peer ...  drives the grammY peer (tests/bench/peer) with the
+                         same load after `run`, adds its figures and the
+                         Rivet/peer ratios to results.json and report.md
 
-scripts/bench-telegram starts and stops PostgreSQL, the fake and rivet;
+scripts/bench-telegram starts and stops PostgreSQL, the fake, rivet and the peer;
 this file never starts or stops a server.
 """
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -132,7 +137,8 @@ e AS (SELECT r.*, m.manufacturer, m.models[1 + floor(r.r2 * array_length(m.model
       FROM r CROSS JOIN nu JOIN bench_makes m
         ON m.idx = 1 + floor(power(r.r1, 1.4) * (SELECT count(*) FROM bench_makes))::int)
 SELECT {f},
-       format('EQ-%s-%s', yr, lpad((row_number() OVER (PARTITION BY yr ORDER BY created_at, g))::text, 6, '0')),
+       format('EQ-%s-%s', yr, lpad((row_number() OVER (PARTITION BY yr ORDER BY created_at, g))::text,
+           greatest(6, length((row_number() OVER (PARTITION BY yr ORDER BY created_at, g))::text)), '0')),
        CASE WHEN r3 < 0.55 THEN ({names})[1 + floor(r4 * {nn})::int] || ' ' || (1 + floor(r5 * 12))::int END,
        manufacturer, model,
        CASE WHEN r6 < 0.9 THEN upper(substr(md5('serial' || g), 1, 3)) || '-'
@@ -176,7 +182,8 @@ s AS (SELECT w.*, extract(year FROM created_at)::int AS yr,
                        WHEN r3 < 0.06 THEN 'on_hold' WHEN r3 < 0.94 THEN 'completed' ELSE 'cancelled' END
              END AS status FROM w)
 SELECT {f},
-       format('WO-%s-%s', yr, lpad((row_number() OVER (PARTITION BY yr ORDER BY created_at, g))::text, 6, '0')),
+       format('WO-%s-%s', yr, lpad((row_number() OVER (PARTITION BY yr ORDER BY created_at, g))::text,
+           greatest(6, length((row_number() OVER (PARTITION BY yr ORDER BY created_at, g))::text)), '0')),
        equipment_id, ({titles})[1 + floor(r5 * {nt})::int],
        CASE WHEN r6 < 0.3 THEN ({descs})[1 + floor(r6 / 0.3 * {nd})::int] END,
        status,
@@ -569,6 +576,7 @@ class Phase:
         rec["t_reply_done"] = call["time"]
         rec["latency_ms"] = (call["started"] - rec["t_inject"]) * 1000.0
         rec["reply_ok"] = bool(call["ok"])
+        rec["reply_sha"] = hashlib.sha1(text.encode()).hexdigest()[:12]
         rec["ok"] = bool(call["ok"]) and classify(rec["kind"], text)
         if not rec["ok"]:
             rec["error"] = "unexpected reply: %s" % text[:120]
@@ -585,7 +593,7 @@ class Phase:
             raise RuntimeError("the fake still holds %d updates" % stats["pending_updates"])
         ctx.fake.post("/control/reset", {})     # forget the last phase's calls
         since = ctx.fake.get("/control/stats")["last_seq"]
-        col = Collector(ctx.fake, since, (("rivet serve", ctx.rivet_pid),
+        col = Collector(ctx.fake, since, ((getattr(ctx, "bot_name", "rivet serve"), ctx.rivet_pid),
                                           ("the fake Bot API", ctx.fake_pid)))
         col.start()
         rng = random.Random(self.seed)
@@ -796,25 +804,46 @@ def stages(ctx, records):
 # The database alone: the same statements through psql
 # ---------------------------------------------------------------------------
 
+# How rivet lists open work orders: one statement with the total in a window
+# count (its first form), or a count off the counters and a page
+# (sql/0009_hot_paths.sql). extract_sql() finds out from the binary.
+WO_SPLIT = False
+OPEN_IN = "status IN ('open', 'in_progress', 'on_hold')"
+
+
 def extract_sql(binary):
     """The statements rivet runs for the three commands, as compiled into it."""
+    global WO_SPLIT
     with open(binary, "rb") as f:
         strings = [s.decode("utf-8", "replace") for s in f.read().split(b"\0") if len(s) > 40]
 
-    def find(*needles):
+    def find(*needles, without=(), need=True):
         for s in strings:
-            if all(n in s for n in needles):
+            if all(n in s for n in needles) and not any(w in s for w in without + ("CREATE ",)):
                 return s
-        raise RuntimeError("statement with %r not found in %s" % (needles, binary))
+        if need:
+            raise RuntimeError("statement with %r not found in %s" % (needles, binary))
+        return None
 
-    return {
+    sqls = {
         "session": find("SET statement_timeout = %d", "word_similarity_threshold"),
         "equipment_search": find("WITH q AS", "search_text LIKE q.pat", "LIMIT $3"),
-        "wo_list": find("count(*) OVER ()", "OFFSET $5 LIMIT $6", "FROM work_orders w"),
-        "stats": find("FILTER (WHERE status = 'open')", "FROM work_orders WHERE factory_id = $1"),
-        "stats_top": find("GROUP BY e.id ORDER BY count(*) DESC", "LIMIT 1"),
         "user_by_telegram": find("WHERE u.telegram_user_id = $1"),
     }
+    wo = find("count(*) OVER ()", "OFFSET $5 LIMIT $6", "FROM work_orders w", need=False)
+    WO_SPLIT = wo is None
+    if WO_SPLIT:
+        sqls["wo_count"] = find("FROM work_order_counts WHERE factory_id = $1 AND " + OPEN_IN)
+        sqls["wo_list"] = find("FROM work_orders w JOIN factories f",
+                               "WHERE w.factory_id = $1 AND w." + OPEN_IN, "OFFSET $2 LIMIT $3",
+                               without=("assignee_id = $",))
+    else:
+        sqls["wo_list"] = wo
+    sqls["stats"] = find("FILTER (WHERE status = 'open')", "WHERE factory_id = $1",
+                         without=("GROUP BY",))
+    sqls["stats_top"] = (find("GROUP BY e.id ORDER BY count(*) DESC", "LIMIT 1", need=False) or
+                         find("FROM equipment_open_counts c", "LIMIT 1"))
+    return sqls
 
 
 def session_sql(sqls, timeout_ms=5000):
@@ -823,7 +852,8 @@ def session_sql(sqls, timeout_ms=5000):
 
 def prepare_sql(sqls):
     return "".join("PREPARE %s AS %s;\n" % (name, sqls[name])
-                   for name in ("equipment_search", "wo_list", "stats", "stats_top"))
+                   for name in ("equipment_search", "wo_list", "wo_count", "stats", "stats_top")
+                   if name in sqls)
 
 
 def execute_sql(kind, fid, term=None, limit=10):
@@ -831,6 +861,8 @@ def execute_sql(kind, fid, term=None, limit=10):
     if kind == "search":
         return ["EXECUTE equipment_search(%d, %s, %d);" % (fid, sql_str(term), limit)]
     if kind == "wo_list":
+        if WO_SPLIT:
+            return ["EXECUTE wo_count(%d);" % fid, "EXECUTE wo_list(%d, 0, %d);" % (fid, limit)]
         return ["EXECUTE wo_list(%d, true, NULL, NULL, 0, %d);" % (fid, limit)]
     return ["EXECUTE stats(%d);" % fid, "EXECUTE stats_top(%d);" % fid]
 
@@ -854,7 +886,7 @@ def parse_timings(out, cmds):
     t1 = float(re.search(r"^T1\|([0-9.]+)", out, re.M).group(1))
     res, i = [], 0
     for kind, term in cmds:
-        k = 2 if kind == "stats" else 1
+        k = len(execute_sql(kind, 0, ""))
         res.append((kind, term, sum(times[i:i + k])))
         i += k
     if i != len(times):
@@ -917,7 +949,8 @@ def explain(ctx, term, slow_term):
               search % (fid, sql_str(term))),
              ("search_generic", "search", "SET plan_cache_mode = force_generic_plan;\n",
               search % (fid, sql_str(term))),
-             ("wo_list", "wo_list", "", ex + "wo_list(%d, true, NULL, NULL, 0, 10);" % fid),
+             ("wo_list", "wo_list", "", ex + ("wo_list(%d, 0, 10);" if WO_SPLIT else
+                                              "wo_list(%d, true, NULL, NULL, 0, 10);") % fid),
              ("stats", "stats", "", ex + "stats(%d);" % fid),
              ("stats_top", "stats_top", "", ex + "stats_top(%d);" % fid)]
     if slow_term and slow_term != term:
@@ -947,8 +980,11 @@ def explain(ctx, term, slow_term):
 STMT_LABELS = [
     ("equipment_search", "search_text LIKE q.pat"),
     ("wo_list", "OFFSET $5 LIMIT $6"),
+    ("wo_list", "FROM work_orders w JOIN factories f"),
+    ("wo_count", "FROM work_order_counts WHERE factory_id = $1 AND status IN"),
     ("stats", "FILTER (WHERE status = 'open')"),
     ("stats_top", "GROUP BY e.id ORDER BY count(*) DESC"),
+    ("stats_top", "FROM equipment_open_counts c"),
     ("user_by_telegram", "telegram_user_id = $1"),
     ("inbox_claim", "FROM inbox i JOIN"),
     ("inbox_store", "INSERT INTO inbox"),
@@ -1056,12 +1092,17 @@ def run_all(a, res):
     ctx.pgss = pgss_available(a.db_url)
     res.update({"params": {k: getattr(a, k) for k in (
         "users", "messages", "equipment", "work_orders", "workers", "repeats", "mix", "seed",
-        "warmup")}, "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
+        "warmup", "user_base", "photos")}, "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")})
     res["terms_sample"] = ctx.terms[:12]
 
     time.sleep(2)
     res["rss_idle"] = read_status(a.rivet_pid)
     log("rivet serve idle: VmRSS %s KiB" % res["rss_idle"].get("VmRSS"))
+    if a.photos:
+        res["photos"] = read_photos(ctx, a.photos)
+        res["rss_photos"] = read_status(a.rivet_pid)
+        log("after %d photos: VmRSS %s KiB, VmHWM %s KiB" % (
+            a.photos, res["rss_photos"].get("VmRSS"), res["rss_photos"].get("VmHWM")))
 
     # A warm-up to fill caches, prepare statements, open connections.
     warm = Phase(ctx, "warm-up", "closed", a.warmup, seed=a.seed + 100)
@@ -1128,12 +1169,226 @@ def run_all(a, res):
     print(report)
 
 
+PHOTO_PLATES = ["003-iec-motor-de", "005-nema-motor", "022-iec-motor", "029-pump"]
+
+
+def read_photos(ctx, n, timeout=300):
+    """n nameplate photos, one from each of n chats of their own (the users
+    after the measured ones), at once: with OCR_MAX_JOBS >= n every worker
+    reads one and makes its Tesseract engine. Waits for every answer."""
+    import base64
+    here = os.path.dirname(os.path.abspath(__file__))
+    since = ctx.fake.get("/control/stats")["last_seq"]
+    col = Collector(ctx.fake, since, (("rivet serve", ctx.rivet_pid),))
+    col.start()
+    chats = [ctx.user_base + ctx.users + 1 + i for i in range(n)]
+    t0 = time.time()
+    for i, chat in enumerate(chats):
+        with open(os.path.join(here, "..", "fixtures", "nameplates", "set",
+                               PHOTO_PLATES[i % len(PHOTO_PLATES)] + ".jpg"), "rb") as f:
+            jpeg = f.read()
+        ctx.fake.post("/control/photo", {"chat_id": chat, "from_id": chat,
+                                         "file_bytes_b64": base64.b64encode(jpeg).decode()})
+    log("%d photos posted; waiting for the answers" % n)
+    deadline = time.monotonic() + timeout
+    answered = {}
+    while time.monotonic() < deadline and len(answered) < n and not col.error:
+        with col.cond:
+            for chat in chats:
+                for c in col.replies.get(chat, []):
+                    if c["params"].get("text", "").startswith("📷") and chat not in answered:
+                        answered[chat] = (c["started"] - t0) * 1000.0
+            if len(answered) < n:
+                col.cond.wait(0.5)
+    col.stop.set()
+    col.join(5)
+    if len(answered) < n:
+        raise RuntimeError("only %d of %d photos were answered within %d s%s" % (
+            len(answered), n, timeout, " (%s)" % col.error if col.error else ""))
+    return {"photos": n, "answer_ms": sorted(answered.values())}
+
+
+# ---------------------------------------------------------------------------
+# The peer: the same load, data and fake against tests/bench/peer (grammY)
+# ---------------------------------------------------------------------------
+
+def cmd_run_peer(a):
+    """Drives the peer bot exactly as `run` drove rivet (same users, mix,
+    seeds, warm-up, closed-loop runs and open-loop rate), then adds the
+    peer's figures and the Rivet/peer ratios to results.json and report.md."""
+    path = os.path.join(a.out, "results.json")
+    with open(path) as f:
+        res = json.load(f)
+    if "runs" not in res or res.get("aborted"):
+        log("the rivet run did not finish: no peer run")
+        sys.exit(1)
+    p = res["params"]
+    ctx = a
+    ctx.peer = True
+    ctx.bot_name = "the peer bot"
+    ctx.rivet_pid, ctx.rivet_log = a.peer_pid, a.peer_log
+    ctx.users, ctx.user_base = p["users"], p.get("user_base", 910000000)
+    mix = p["mix"]
+    ctx.mix = tuple(int(x) for x in (mix.split("/") if isinstance(mix, str) else mix))
+    ctx.terms = search_terms(p["seed"] + 6)
+    ctx.fake = Fake(a.fake_url)
+    ctx.pgss = False
+    pg_pid = None
+    if a.pg_pidfile and os.path.exists(a.pg_pidfile):
+        with open(a.pg_pidfile) as f:
+            pg_pid = int(f.readline())
+    ctx.cpu = Cpu(a.peer_pid, a.fake_pid, pg_pid)
+    peer = res["peer"] = {"started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    try:
+        time.sleep(2)
+        peer["rss_idle"] = read_status(a.peer_pid)
+        log("peer idle: VmRSS %s KiB" % peer["rss_idle"].get("VmRSS"))
+        log("peer warm-up: %d messages, closed loop" % p["warmup"])
+        peer["warmup"] = Phase(ctx, "warm-up", "closed", p["warmup"], seed=p["seed"] + 100).run()
+        runs = peer["runs"] = []
+        for i in range(p["repeats"]):
+            ph = Phase(ctx, "closed-%d" % (i + 1), "closed", p["messages"], seed=p["seed"] + i)
+            log("peer run %d/%d: %d messages from %d users, closed loop" % (
+                i + 1, p["repeats"], p["messages"], p["users"]))
+            r = ph.run()
+            r.update(analyse(ctx, ph.records))
+            runs.append(r)
+            log("  %.1f messages/s, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, errors %d" % (
+                r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
+                r["latency"]["all"]["p95"] or 0, r["latency"]["all"]["p99"] or 0, r["errors"]))
+            dump_records(os.path.join(a.out, "peer-messages-%s.csv" % r["name"]), ph.records)
+        if res.get("open"):
+            o = res["open"]
+            ph = Phase(ctx, "open", "open", o["messages"], rate=o["rate_target"],
+                       seed=p["seed"] + 50)
+            log("peer open loop: %d messages at %.1f/s" % (o["messages"], o["rate_target"]))
+            r = ph.run()
+            r.update(analyse(ctx, ph.records))
+            peer["open"] = r
+            log("  %.1f messages/s, p50 %.0f ms, p99 %.0f ms, errors %d" % (
+                r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
+                r["latency"]["all"]["p99"] or 0, r["errors"]))
+            dump_records(os.path.join(a.out, "peer-messages-open.csv"), ph.records)
+        time.sleep(1)
+        peer["rss_after"] = read_status(a.peer_pid)
+    except Exception as e:
+        peer["aborted"] = "%s" % e
+        with open(path, "w") as f:
+            json.dump(res, f, indent=1, ensure_ascii=False)
+        log("peer ABORTED: %s" % e)
+        sys.exit(1)
+    res["vs_peer"] = vs_peer(res)
+    res["vs_peer"]["same_replies"] = same_replies(a.out)
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1, ensure_ascii=False)
+    section = render_peer(res)
+    with open(os.path.join(a.out, "report.md"), "a") as f:
+        f.write("\n" + section)
+    print(section)
+
+
+def same_replies(out):
+    """Of the distinct commands both bots answered in the first closed-loop
+    run, how many got the very same reply text (sha1), by kind."""
+    import csv
+
+    def replies(path):
+        got = {}
+        try:
+            with open(path) as f:
+                for r in csv.DictReader(f):
+                    if r.get("reply_sha"):
+                        got.setdefault((r["kind"], r["text"]), set()).add(r["reply_sha"])
+        except OSError:
+            pass
+        return got
+    a = replies(os.path.join(out, "messages-closed-1.csv"))
+    b = replies(os.path.join(out, "peer-messages-closed-1.csv"))
+    res = {}
+    for key in set(a) & set(b):
+        k = res.setdefault(key[0], {"commands": 0, "same": 0, "differ": []})
+        k["commands"] += 1
+        if a[key] & b[key]:
+            k["same"] += 1
+        elif len(k["differ"]) < 3:
+            k["differ"].append(key[1])
+    return res
+
+
+def vs_peer(res):
+    """Rivet/peer: throughput (higher is better for Rivet), p99 and RSS (lower is
+    better for Rivet); medians over the closed-loop runs."""
+    def ratio(x, y):
+        return x / y if x and y else None
+
+    def closed(side):
+        runs = side["runs"]
+        return {"throughput": med([r["throughput"] for r in runs]),
+                "p50": med([r["latency"]["all"]["p50"] for r in runs]),
+                "p99": med([r["latency"]["all"]["p99"] for r in runs]),
+                "errors": sum(r["errors"] for r in runs)}
+    rv, pv = closed(res), closed(res["peer"])
+    out = {"rivet": rv, "peer": pv,
+           "throughput": ratio(rv["throughput"], pv["throughput"]),
+           "p99_closed": ratio(rv["p99"], pv["p99"])}
+    if res.get("open") and res["peer"].get("open"):
+        out["rivet_open_p99"] = res["open"]["latency"]["all"]["p99"]
+        out["peer_open_p99"] = res["peer"]["open"]["latency"]["all"]["p99"]
+        out["p99_open"] = ratio(out["rivet_open_p99"], out["peer_open_p99"])
+    out["rivet_hwm_kib"] = (res.get("rss_after") or {}).get("VmHWM")
+    out["peer_hwm_kib"] = (res["peer"].get("rss_after") or {}).get("VmHWM")
+    out["rss"] = ratio(out["rivet_hwm_kib"], out["peer_hwm_kib"])
+    return out
+
+
+def render_peer(res):
+    v, pr = res["vs_peer"], res["peer"]
+    L = ["## Rivet against the peer (grammY + node-postgres)", "",
+         "The same driver, users, message mix, seeds and fake Bot API, on the same database "
+         "in the same run, against `tests/bench/peer/bot.js` (grammY with @grammyjs/runner, "
+         "a pg Pool). Rivet ran first and was stopped before the peer started. Medians of "
+         "the closed-loop runs; RSS is each process's VmHWM at the end.", "",
+         "| figure | Rivet | peer | Rivet/peer |", "| --- | ---: | ---: | ---: |",
+         "| closed-loop throughput, msg/s | %s | %s | %s |" % (
+             fmt(v["rivet"]["throughput"]), fmt(v["peer"]["throughput"]), fmt(v["throughput"], 2)),
+         "| closed-loop p50, ms | %s | %s | %s |" % (
+             fmt(v["rivet"]["p50"], 0), fmt(v["peer"]["p50"], 0),
+             fmt(v["rivet"]["p50"] / v["peer"]["p50"] if v["rivet"]["p50"] and v["peer"]["p50"]
+                 else None, 2)),
+         "| closed-loop p99, ms | %s | %s | %s |" % (
+             fmt(v["rivet"]["p99"], 0), fmt(v["peer"]["p99"], 0), fmt(v["p99_closed"], 2))]
+    if "p99_open" in v:
+        L.append("| open-loop p99 at %s msg/s, ms | %s | %s | %s |" % (
+            fmt(res["open"]["rate_target"]), fmt(v["rivet_open_p99"], 0),
+            fmt(v["peer_open_p99"], 0), fmt(v["p99_open"], 2)))
+    L.append("| VmHWM, KiB | %s | %s | %s |" % (v["rivet_hwm_kib"], v["peer_hwm_kib"],
+                                              fmt(v["rss"], 2)))
+    L.append("| errors (wrong or missing replies) | %d | %d | |" % (v["rivet"]["errors"],
+                                                                  v["peer"]["errors"]))
+    L.append("")
+    same = v.get("same_replies") or {}
+    if same:
+        L.append("Same reply text from both bots (distinct commands of the first run): " +
+                 ", ".join("%s %d of %d" % (KIND_LABEL[k], x["same"], x["commands"])
+                           for k, x in sorted(same.items())) + ".")
+        diff = ["%s" % t for x in same.values() for t in x["differ"]]
+        if diff:
+            L.append("Differing, for example: " + "; ".join("`%s`" % t for t in diff[:3]) + ".")
+        L.append("")
+    samples = [e for r in pr["runs"] for e in r.get("error_samples", [])][:3]
+    if samples:
+        L.append("Peer errors, first ones: " + "; ".join("`%s`" % s for s in samples))
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
 def analyse(ctx, records):
     lat = {k: summary([r["latency_ms"] for r in records if r["kind"] == k and r.get("ok")])
            for k in KINDS}
     lat["all"] = summary([r["latency_ms"] for r in records if r.get("ok")])
     searches = [r for r in records if r["kind"] == "search" and "matches" in r]
-    return {"latency": lat, "stages": stages(ctx, records),
+    return {"latency": lat,
+            "stages": {} if getattr(ctx, "peer", False) else stages(ctx, records),
             "search_hits": {"n": len(searches),
                             "with_matches": sum(1 for r in searches if r["matches"] > 0)},
             "post_ms": summary([(r["t_posted"] - r["t_inject"]) * 1000 for r in records])}
@@ -1141,7 +1396,7 @@ def analyse(ctx, records):
 
 def dump_records(path, records):
     cols = ["kind", "chat", "update_id", "t_inject", "t_posted", "t_reply", "latency_ms", "ok",
-            "matches", "lag_ms", "error", "text"]
+            "matches", "lag_ms", "error", "text", "reply_sha"]
     with open(path, "w") as f:
         f.write(",".join(cols) + "\n")
         for r in sorted(records, key=lambda r: r["t_inject"]):
@@ -1344,6 +1599,11 @@ def render(res, a):
     add("| --- | ---: | ---: | ---: |")
     add("| idle, after start | %s KiB | %s KiB | %s |" % (idle.get("VmRSS"), idle.get("VmHWM"),
                                                          idle.get("Threads")))
+    if res.get("rss_photos"):
+        ph = res["rss_photos"]
+        add("| after %d photos read at once (each worker's Tesseract engine made) | %s KiB | "
+            "%s KiB | %s |" % (res["photos"]["photos"], ph.get("VmRSS"), ph.get("VmHWM"),
+                               ph.get("Threads")))
     for r in runs + ([res["open"]] if res.get("open") else []):
         s = r["status_after"]
         add("| after %s (max sampled %s KiB) | %s KiB | %s KiB | %s |" % (
@@ -1436,11 +1696,23 @@ def main():
     r.add_argument("--open-messages", type=int, default=None)
     r.add_argument("--reply-timeout", type=float, default=120.0)
     r.add_argument("--explain-term", default="simens g120")
+    r.add_argument("--photos", type=int, default=0)
+    p = sub.add_parser("run-peer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--fake-url", required=True)
+    p.add_argument("--db-url", required=True)
+    p.add_argument("--peer-pid", type=int, required=True)
+    p.add_argument("--fake-pid", type=int, required=True)
+    p.add_argument("--pg-pidfile")
+    p.add_argument("--peer-log", required=True)
+    p.add_argument("--reply-timeout", type=float, default=120.0)
     a = ap.parse_args()
     if a.cmd == "gen-sql":
         sys.stdout.write(gen_sql(a))
     elif a.cmd == "terms":
         print("\n".join(search_terms()))
+    elif a.cmd == "run-peer":
+        cmd_run_peer(a)
     else:
         cmd_run(a)
 
