@@ -1117,16 +1117,8 @@ int db_alarm_counts(struct db *db, int64_t factory_id, int by_severity[4])
 
 /* ---- recipients and deliveries ---- */
 
-/* The chats a user can be reached in: the Telegram private chat (its id is
- * the user's) and the WhatsApp number, each only when the chats table has
- * it active: the outbox delivers to no other. */
-#define USER_CHATS                                                                                 \
-    "CROSS JOIN LATERAL (VALUES ('telegram', u.telegram_user_id::text), "                          \
-    "  ('whatsapp', u.whatsapp_id)) AS ch(channel, chat_id) "                                      \
-    "JOIN chats c ON c.channel = ch.channel AND c.chat_id = ch.chat_id AND c.active "
-
-static int recipient_many(struct db *db, struct arena *a, const struct db_stmt *st,
-                          const char *const *params, struct alarm_recipient **ret, int *n)
+int db_recipients_query(struct db *db, struct arena *a, const struct db_stmt *st,
+                        const char *const *params, struct alarm_recipient **ret, int *n)
 {
     struct alarm_recipient *v;
     PGresult *res;
@@ -1182,7 +1174,7 @@ int db_alarm_recipients(struct db *db, struct arena *a, int64_t factory_id, int6
         2};
     struct db_num fid, aid;
 
-    return recipient_many(
+    return db_recipients_query(
         db, a, &st, (const char *[]){db_num(&fid, factory_id), db_num(&aid, alarm_id)}, ret, n);
 }
 
@@ -1202,7 +1194,7 @@ int db_alarm_supervisors(struct db *db, struct arena *a, int64_t factory_id,
         1};
     struct db_num fid;
 
-    return recipient_many(db, a, &st, (const char *[]){db_num(&fid, factory_id)}, ret, n);
+    return db_recipients_query(db, a, &st, (const char *[]){db_num(&fid, factory_id)}, ret, n);
 }
 
 static bool one_of(const char *s, const char *x, const char *y, const char *z)

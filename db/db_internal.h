@@ -46,6 +46,23 @@ static inline const char *db_num(struct db_num *b, int64_t v)
 /* The SHA-256 of s as 64 hex digits and a NUL. Returns 0 or -EIO. */
 int db_sha256_hex(const char *s, char out[65]);
 
+/* The chats a user can be reached in, for statements FROM users u: the
+ * Telegram private chat (its id is the user's) and the WhatsApp number,
+ * each only when the chats table has it active: the outbox delivers to no
+ * other. Selects u.id, c.channel, c.chat_id. */
+#define USER_CHATS                                                                                 \
+    "CROSS JOIN LATERAL (VALUES ('telegram', u.telegram_user_id::text), "                          \
+    "  ('whatsapp', u.whatsapp_id)) AS ch(channel, chat_id) "                                      \
+    "JOIN chats c ON c.channel = ch.channel AND c.chat_id = ch.chat_id AND c.active "
+
+struct alarm_recipient;
+
+/* Runs st, whose rows are (user id, channel, chat id), into *ret (arena
+ * memory, *n rows; at least one element is allocated). Returns 0 or a
+ * db.h error. */
+int db_recipients_query(struct db *db, struct arena *a, const struct db_stmt *st,
+                        const char *const *params, struct alarm_recipient **ret, int *n);
+
 /* Sets db_errmsg() to a message of Rivet's own. */
 void db_set_error(struct db *db, const char *msg);
 

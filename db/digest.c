@@ -220,46 +220,17 @@ out:
 int db_digest_recipients(struct db *db, struct arena *a, int64_t factory_id,
                          struct alarm_recipient **ret, int *n)
 {
-    /* The chats an alarm would go to (USER_CHATS in alarm.c): the user's
-     * private Telegram chat and WhatsApp number, each only when the chats
-     * table has it active. */
+    /* The chats an alarm would go to, of the factory's supervisors and
+     * admins. */
     static const struct db_stmt st = {
         "digest_recipients",
-        "SELECT u.id, c.channel, c.chat_id FROM users u "
-        "CROSS JOIN LATERAL (VALUES ('telegram', u.telegram_user_id::text), "
-        "  ('whatsapp', u.whatsapp_id)) AS ch(channel, chat_id) "
-        "JOIN chats c ON c.channel = ch.channel AND c.chat_id = ch.chat_id AND c.active "
+        "SELECT u.id, c.channel, c.chat_id FROM users u " USER_CHATS
         "WHERE u.factory_id = $1 AND u.active AND u.role IN ('supervisor', 'admin') "
         "ORDER BY u.id, c.channel",
         1};
-    struct alarm_recipient *v;
     struct db_num fid;
-    PGresult *res;
-    int r, rows;
 
-    r = db_query(db, &st, (const char *[]){db_num(&fid, factory_id)}, &res);
-    if (r < 0)
-        return r;
-    rows = PQntuples(res);
-    v = arena_alloc(a, sizeof(*v) * (size_t)(rows ? rows : 1));
-    if (!v) {
-        r = -ENOMEM;
-        goto out;
-    }
-    for (int i = 0; i < rows; i++) {
-        v[i].user_id = db_i64(res, i, 0);
-        v[i].channel = db_str(a, res, i, 1);
-        v[i].chat_id = db_str(a, res, i, 2);
-        if (!v[i].channel || !v[i].chat_id) {
-            r = -ENOMEM;
-            goto out;
-        }
-    }
-    *ret = v;
-    *n = rows;
-out:
-    PQclear(res);
-    return r;
+    return db_recipients_query(db, a, &st, (const char *[]){db_num(&fid, factory_id)}, ret, n);
 }
 
 int db_digest_set_time(struct db *db, int64_t factory_id, const char *value)
