@@ -9,10 +9,8 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <mosquitto.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +23,7 @@
 
 #include "llm.h"
 #include "migrate.h"
+#include "serve.h"
 #include "tg.h"
 #include "wa.h"
 
@@ -314,42 +313,6 @@ static void check_whatsapp(struct doctor *d, const struct config *cfg)
 }
 
 /* ---- the broker ---- */
-
-/* Whether host:port accepts a TCP connection within timeout_ms: 0 or
- * -errno. (mosquitto_connect() would block for minutes on a host that
- * drops packets.) */
-static int tcp_reachable(const char *host, int port, int timeout_ms)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
-    char ps[8];
-    int r = -EHOSTUNREACH;
-
-    snprintf(ps, sizeof(ps), "%d", port);
-    if (getaddrinfo(host, ps, &hints, &res) != 0)
-        return -ENOENT;
-    for (ai = res; ai && r < 0; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            r = 0;
-        } else if (errno == EINPROGRESS) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            int err = 0;
-            socklen_t l = sizeof(err);
-            if (poll(&p, 1, timeout_ms) != 1)
-                r = -ETIMEDOUT;
-            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0)
-                r = err ? -err : 0;
-        } else {
-            r = -errno;
-        }
-        close(fd);
-    }
-    freeaddrinfo(res);
-    return r;
-}
 
 struct mqtt_probe {
     int connack; /* -1 until the CONNACK */

@@ -20,13 +20,10 @@
 #include <math.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
-#include <netdb.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -1291,55 +1288,22 @@ static int client_new(struct alerts *al)
     return 0;
 }
 
-/* Whether the broker's port answers within 3 s. mosquitto_connect()
- * blocks in connect(2), for minutes when a firewall drops packets, and the
- * thread's other work (escalations, storm summaries) must not wait that
- * long. Returns 0, or -errno for the log. */
-static int reachable(const char *host, int port)
-{
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
-    char ps[8];
-    int r = -EHOSTUNREACH;
-
-    snprintf(ps, sizeof(ps), "%d", port);
-    if (getaddrinfo(host, ps, &hints, &res) != 0)
-        return -EHOSTUNREACH;
-    for (ai = res; ai && r < 0; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0)
-            continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-            r = 0;
-        } else if (errno == EINPROGRESS) {
-            struct pollfd p = {.fd = fd, .events = POLLOUT};
-            int err = 0;
-            socklen_t l = sizeof(err);
-            if (poll(&p, 1, 3000) != 1)
-                r = -ETIMEDOUT;
-            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0)
-                r = err ? -err : 0;
-        } else {
-            r = -errno;
-        }
-        close(fd);
-    }
-    freeaddrinfo(res);
-    return r;
-}
-
 /* Starts a connection; the CONNACK comes through the loop, to
  * on_connect(). Returns whether the socket is up. */
 static bool try_connect(struct alerts *al)
 {
     mosquitto_property *props = NULL;
     bool v311 = al->v311;
-    int r = reachable(al->cfg->mqtt_host, al->cfg->mqtt_port);
+    /* mosquitto_connect() blocks in connect(2), for minutes when a
+     * firewall drops packets, and the thread's other work (escalations,
+     * storm summaries) must not wait that long. */
+    int r = tcp_reachable(al->cfg->mqtt_host, al->cfg->mqtt_port, 3000);
 
     if (r < 0) {
         if (al->connect_failures == 0 || al->connect_failures % 10 == 0)
             log_warn("mqtt.connect_failed", "host=%s port=%d err=\"%s\" attempt=%d",
-                     al->cfg->mqtt_host, al->cfg->mqtt_port, strerror(-r),
+                     al->cfg->mqtt_host, al->cfg->mqtt_port,
+                     r == -ENOENT ? "the host name does not resolve" : strerror(-r),
                      al->connect_failures + 1);
         al->next_connect = now_ms() + backoff_ms(al->connect_failures++, 500, 30000);
         return false;

@@ -2,11 +2,15 @@
 #include "serve.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "db.h"
@@ -79,4 +83,39 @@ int serve_db_connect(const struct config *cfg, const char *who, volatile int *st
         nap(stop, backoff_ms(attempt, 500, 10000));
     }
     return -ECANCELED;
+}
+
+/* Whether host:port accepts a TCP connection within timeout_ms: 0, -ENOENT
+ * when the name does not resolve, or another -errno. */
+int tcp_reachable(const char *host, int port, int timeout_ms)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res, *ai;
+    char ps[8];
+    int r = -EHOSTUNREACH;
+
+    snprintf(ps, sizeof(ps), "%d", port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0)
+        return -ENOENT;
+    for (ai = res; ai && r < 0; ai = ai->ai_next) {
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+            r = 0;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            int err = 0;
+            socklen_t l = sizeof(err);
+            if (poll(&p, 1, timeout_ms) != 1)
+                r = -ETIMEDOUT;
+            else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) == 0)
+                r = err ? -err : 0;
+        } else {
+            r = -errno;
+        }
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return r;
 }

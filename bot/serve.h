@@ -17,6 +17,11 @@ void nap(volatile int *flag, long ms);
 /* Exponential backoff with ±25 % jitter: base·2^attempt, at most cap. */
 long backoff_ms(int attempt, long base, long cap);
 
+/* Whether host:port accepts a TCP connection within timeout_ms: 0, -ENOENT
+ * when the name does not resolve, or another -errno. For a bounded check
+ * before a library call that would block in connect(2). */
+int tcp_reachable(const char *host, int port, int timeout_ms);
+
 /* Connects to DATABASE_URL, retrying with backoff (and a log line now and
  * then, its event prefixed with who) until it works or *stop is set.
  * Returns 0 and *ret, or -ECANCELED. */
