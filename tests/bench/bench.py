@@ -1113,31 +1113,19 @@ def run_all(a, res):
 
     runs = res["runs"] = []
     for i in range(a.repeats):
-        ph = Phase(ctx, "closed-%d" % (i + 1), "closed", a.messages, seed=a.seed + i)
+        name = "closed-%d" % (i + 1)
         log("run %d/%d: %d messages from %d users, closed loop" % (i + 1, a.repeats, a.messages,
                                                                    a.users))
-        r = ph.run()
-        r.update(analyse(ctx, ph.records))
-        runs.append(r)
-        log("  %.1f messages/s, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, errors %d" % (
-            r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
-            r["latency"]["all"]["p95"] or 0, r["latency"]["all"]["p99"] or 0, r["errors"]))
-        dump_records(os.path.join(a.out, "messages-%s.csv" % r["name"]), ph.records)
+        runs.append(run_phase(ctx, a.out, "messages-%s.csv" % name, name, "closed", a.messages,
+                              a.seed + i))
         save(a, res)
 
     if a.open_rate != 0:
         rate = a.open_rate or max(1.0, round(0.5 * med([r["throughput"] for r in runs]), 1))
         n = a.open_messages or max(100, a.messages // 2)
-        ph = Phase(ctx, "open", "open", n, rate=rate, seed=a.seed + 50)
         log("open loop: %d messages at %.1f/s (Poisson arrivals)" % (n, rate))
-        r = ph.run()
-        r.update(analyse(ctx, ph.records))
-        r["lag_ms"] = summary([x["lag_ms"] for x in ph.records if "lag_ms" in x])
-        res["open"] = r
-        log("  %.1f messages/s, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, errors %d" % (
-            r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
-            r["latency"]["all"]["p95"] or 0, r["latency"]["all"]["p99"] or 0, r["errors"]))
-        dump_records(os.path.join(a.out, "messages-open.csv"), ph.records)
+        res["open"] = run_phase(ctx, a.out, "messages-open.csv", "open", "open", n,
+                                a.seed + 50, rate=rate)
         save(a, res)
 
     time.sleep(1)
@@ -1167,6 +1155,21 @@ def run_all(a, res):
     with open(os.path.join(a.out, "report.md"), "w") as f:
         f.write(report)
     print(report)
+
+
+def run_phase(ctx, out, csv_name, name, mode, n, seed, rate=None, who=""):
+    """Runs one phase, adds its analysis, logs its figures and writes its
+    messages to out/csv_name; returns the phase's results."""
+    ph = Phase(ctx, name, mode, n, rate=rate, seed=seed)
+    r = ph.run()
+    r.update(analyse(ctx, ph.records))
+    log("  %s%.1f messages/s, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, errors %d" % (
+        who, r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
+        r["latency"]["all"]["p95"] or 0, r["latency"]["all"]["p99"] or 0, r["errors"]))
+    if mode == "open":
+        r["lag_ms"] = summary([x["lag_ms"] for x in ph.records if "lag_ms" in x])
+    dump_records(os.path.join(out, csv_name), ph.records)
+    return r
 
 
 PHOTO_PLATES = ["003-iec-motor-de", "005-nema-motor", "022-iec-motor", "029-pump"]
@@ -1247,28 +1250,17 @@ def cmd_run_peer(a):
         peer["warmup"] = Phase(ctx, "warm-up", "closed", p["warmup"], seed=p["seed"] + 100).run()
         runs = peer["runs"] = []
         for i in range(p["repeats"]):
-            ph = Phase(ctx, "closed-%d" % (i + 1), "closed", p["messages"], seed=p["seed"] + i)
+            name = "closed-%d" % (i + 1)
             log("peer run %d/%d: %d messages from %d users, closed loop" % (
                 i + 1, p["repeats"], p["messages"], p["users"]))
-            r = ph.run()
-            r.update(analyse(ctx, ph.records))
-            runs.append(r)
-            log("  %.1f messages/s, p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, errors %d" % (
-                r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
-                r["latency"]["all"]["p95"] or 0, r["latency"]["all"]["p99"] or 0, r["errors"]))
-            dump_records(os.path.join(a.out, "peer-messages-%s.csv" % r["name"]), ph.records)
+            runs.append(run_phase(ctx, a.out, "peer-messages-%s.csv" % name, name, "closed",
+                                  p["messages"], p["seed"] + i, who="peer: "))
         if res.get("open"):
             o = res["open"]
-            ph = Phase(ctx, "open", "open", o["messages"], rate=o["rate_target"],
-                       seed=p["seed"] + 50)
             log("peer open loop: %d messages at %.1f/s" % (o["messages"], o["rate_target"]))
-            r = ph.run()
-            r.update(analyse(ctx, ph.records))
-            peer["open"] = r
-            log("  %.1f messages/s, p50 %.0f ms, p99 %.0f ms, errors %d" % (
-                r["throughput"] or 0, r["latency"]["all"]["p50"] or 0,
-                r["latency"]["all"]["p99"] or 0, r["errors"]))
-            dump_records(os.path.join(a.out, "peer-messages-open.csv"), ph.records)
+            peer["open"] = run_phase(ctx, a.out, "peer-messages-open.csv", "open", "open",
+                                     o["messages"], p["seed"] + 50, rate=o["rate_target"],
+                                     who="peer: ")
         time.sleep(1)
         peer["rss_after"] = read_status(a.peer_pid)
     except Exception as e:

@@ -903,6 +903,18 @@ def register(env, fake, factory, users, role="technician", timeout=30):
     return code
 
 
+# The Telegram poller's advisory lock ("RVTG", the key in bot/telegram.c).
+POLL_LOCK = 1381389383
+
+
+def poll_lock_holders(env):
+    """How many sessions of env's database hold the poller's lock."""
+    return int(env.sql_value(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+        "database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+        "classid = 0 AND objid = %d AND objsubid = 1" % POLL_LOCK))
+
+
 def token_leaks(env):
     """[(log file, line)] of every rivet log line holding the token or
     either of its halves' distinctive part."""

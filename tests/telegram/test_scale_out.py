@@ -30,7 +30,6 @@ import harness as H  # noqa: E402
 from harness import check, eq, text_of  # noqa: E402
 
 CHATS = [8101 + i for i in range(30)]
-POLL_LOCK = 1381389383   # "RVTG", the key in bot/telegram.c
 TAKEOVER_S = 10          # rivet retries the lock every 2 s
 GLOBAL_PER_S = 20        # TELEGRAM_GLOBAL_PER_SECOND: binds in t_budget
 CHAT_INTERVAL_MS = 1000  # TELEGRAM_CHAT_INTERVAL_MS
@@ -66,12 +65,6 @@ def setup(env):
     a.wait_log("ev=mqtt.connected", 15)
     H.register(env, S["fake"], slug, [(c, "Tech%d" % c) for c in CHATS])
 
-
-def lock_holders(env):
-    return int(env.sql_value(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-        "database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
-        "classid = 0 AND objid = %d AND objsubid = 1" % POLL_LOCK))
 
 
 def burst(chats, per_chat, tag, timeout=60):
@@ -131,7 +124,7 @@ def t_throughput(env):
 
 def t_one_poller(env):
     a, b, c = S["procs"]
-    eq(lock_holders(env), 1, "sessions holding the poll lock")
+    eq(H.poll_lock_holders(env), 1, "sessions holding the poll lock")
     check(a.lines("tg.poll_leader"), "A never logged ev=tg.poll_leader")
     for p in (b, c):
         check(not p.lines("tg.poll_leader"), "%s polls too" % p.label)
@@ -211,7 +204,7 @@ def t_takeover(env):
     H.Tap.diag("polling taken over %.1f s after the poller was killed" % took)
     leaders = [p.label for p in (b, c) if p.lines("tg.poll_leader")]
     eq(len(leaders), 1, "processes that took over polling (%s)" % leaders)
-    eq(lock_holders(env), 1, "sessions holding the poll lock")
+    eq(H.poll_lock_holders(env), 1, "sessions holding the poll lock")
     burst(CHATS[:10], 1, "after-kill")
     st = S["fake"].stats()
     eq(st["max_concurrent_getupdates"], 1, "the fake's max concurrent getUpdates")

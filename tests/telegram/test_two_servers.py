@@ -15,7 +15,6 @@ import harness as H  # noqa: E402
 from harness import check, eq, text_of  # noqa: E402
 
 CHATS = [7001 + i for i in range(20)]
-POLL_LOCK = 1381389383  # "RVTG", the key in bot/telegram.c
 TAKEOVER_S = 10         # "within seconds": rivet retries the lock every 2 s
 S = {"n": 0}
 
@@ -28,12 +27,6 @@ def setup(env):
     S["A"].start().wait_log("ev=tg.poll_leader", 15)
     H.register(env, S["fake"], slug, [(c, "Tech%d" % c) for c in CHATS])
 
-
-def lock_holders(env):
-    return int(env.sql_value(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
-        "database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
-        "classid = 0 AND objid = %d AND objsubid = 1" % POLL_LOCK))
 
 
 def burst(env, chats, per_chat, tag, timeout=40):
@@ -65,7 +58,7 @@ def t_one_polls(env):
     # is done it has tried at least once (it retries every 2 s)
     burst(env, CHATS, 2, "warm")
     H.wait_until(lambda: "ev=tg.ready" in b.text(), 10, "B ready")
-    eq(lock_holders(env), 1, "sessions holding the poll lock")
+    eq(H.poll_lock_holders(env), 1, "sessions holding the poll lock")
     check(a.lines("tg.poll_leader"), "A never logged ev=tg.poll_leader")
     check(not b.lines("tg.poll_leader"), "B polls too: %s" % b.lines("tg.poll_leader"))
     st = S["fake"].stats()
@@ -92,7 +85,7 @@ def t_takeover(env):
     t0 = time.monotonic()
     b.wait_log("ev=tg.poll_leader", TAKEOVER_S)
     H.Tap.diag("B polls %.1f s after A was killed" % (time.monotonic() - t0))
-    eq(lock_holders(env), 1, "sessions holding the poll lock")
+    eq(H.poll_lock_holders(env), 1, "sessions holding the poll lock")
     burst(env, CHATS[:10], 2, "after-kill")
 
 
