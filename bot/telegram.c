@@ -193,11 +193,11 @@ static void *poller_main(void *arg)
         struct tg_reply rep;
         struct arena *a = NULL;
         long started;
-
-        __atomic_store_n(&t->poll_loop_at, now_ms(), __ATOMIC_RELAXED);
         json_t *params;
         bool got;
         int r, n = 0, dups = 0;
+
+        __atomic_store_n(&t->poll_loop_at, now_ms(), __ATOMIC_RELAXED); /* telegram_alive() */
 
         /* Re-taking the lock each round also notices a reconnected
          * session that lost it (advisory locks are re-entrant). */
