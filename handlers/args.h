@@ -44,4 +44,17 @@ const char *args_rest(struct arena *a, const struct args *args, int i);
 int args_options(struct arena *a, struct args *args, int from, const char *const *keys,
                  const bool *absorbs, int nkeys, const char **vals, const char **bad);
 
+/* The KEY=VALUE options the handlers give args_options(), here so that
+ * the fuzz targets (tests/fuzz) try the very same tables. /equip add takes
+ * the first EQUIP_FIELDS_N keys, /equip edit all EQUIP_KEYS_N ("device"
+ * last); /wo new takes "priority"; /photo edit the nameplate's fields. */
+#define EQUIP_FIELDS_N 6
+#define EQUIP_KEYS_N 7
+extern const char *const equip_option_keys[EQUIP_KEYS_N];
+extern const bool equip_option_absorbs[EQUIP_KEYS_N];
+extern const char *const wo_option_keys[1];
+#define PHOTO_KEYS_N 16
+extern const char *const photo_option_keys[PHOTO_KEYS_N];
+extern const bool photo_option_absorbs[PHOTO_KEYS_N];
+
 #endif

@@ -24,10 +24,11 @@ enum {
     K_DEVICE = N_FIELDS,
     N_KEYS
 };
-static const char *const keys[N_KEYS] = {"name",     "manufacturer", "model", "serial",
-                                         "location", "criticality",  "device"};
+const char *const equip_option_keys[EQUIP_KEYS_N] = {"name",     "manufacturer", "model", "serial",
+                                                     "location", "criticality",  "device"};
 /* Names and locations have spaces: "location=Line 2 bay 4". */
-static const bool absorbs[N_KEYS] = {true, false, false, false, true, false, false};
+const bool equip_option_absorbs[EQUIP_KEYS_N] = {true, false, false, false, true, false, false};
+_Static_assert(N_KEYS == EQUIP_KEYS_N && N_FIELDS == EQUIP_FIELDS_N, "args.h's /equip table");
 
 /* "Siemens G120C — Main drive · Line 2" */
 static const char *label(struct hctx *ctx, const struct equipment *e)
@@ -233,7 +234,7 @@ static bool fields_ok(struct hctx *ctx, struct equipment_fields *f)
             *vals[k] = "";
             continue;
         }
-        if (!field_ok(ctx, keys[k], *vals[k], FIELD_MAX_CHARS))
+        if (!field_ok(ctx, equip_option_keys[k], *vals[k], FIELD_MAX_CHARS))
             return false;
     }
     return true;
@@ -246,7 +247,7 @@ static int equip_add(struct hctx *ctx, struct args *args)
     struct equipment e;
     int r;
 
-    if (!options_ok(ctx, args, 1, keys, absorbs, N_FIELDS, vals))
+    if (!options_ok(ctx, args, 1, equip_option_keys, equip_option_absorbs, N_FIELDS, vals))
         return 0;
     f = (struct equipment_fields){vals[K_NAME],   vals[K_MANUFACTURER], vals[K_MODEL],
                                   vals[K_SERIAL], vals[K_LOCATION],     vals[K_CRITICALITY]};
@@ -309,7 +310,7 @@ static int equip_edit(struct hctx *ctx, struct args *args)
         return 0;
     }
     number = args->tok[1].text;
-    if (!options_ok(ctx, args, 2, keys, absorbs, N_KEYS, vals))
+    if (!options_ok(ctx, args, 2, equip_option_keys, equip_option_absorbs, N_KEYS, vals))
         return 0;
     if (args->n > 2) {
         reply(ctx,

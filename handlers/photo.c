@@ -628,26 +628,27 @@ static bool unknown_option(const char *v)
     return false;
 }
 
+const char *const photo_option_keys[PHOTO_KEYS_N] = {"manufacturer",
+                                                     "model",
+                                                     "serial",
+                                                     "volts",
+                                                     "amps",
+                                                     "hp",
+                                                     "kw",
+                                                     "rpm",
+                                                     "hz",
+                                                     "phase",
+                                                     "frame",
+                                                     "enclosure",
+                                                     "service_factor",
+                                                     "insulation_class",
+                                                     "efficiency",
+                                                     "year"};
+const bool photo_option_absorbs[PHOTO_KEYS_N] = {[0] = true};
+
 static int photo_edit(struct hctx *ctx, struct args *args)
 {
-    static const char *const keys[] = {"manufacturer",
-                                       "model",
-                                       "serial",
-                                       "volts",
-                                       "amps",
-                                       "hp",
-                                       "kw",
-                                       "rpm",
-                                       "hz",
-                                       "phase",
-                                       "frame",
-                                       "enclosure",
-                                       "service_factor",
-                                       "insulation_class",
-                                       "efficiency",
-                                       "year"};
-    static const bool absorbs[sizeof(keys) / sizeof(keys[0])] = {[0] = true};
-    const char *vals[sizeof(keys) / sizeof(keys[0])] = {0}, *fields;
+    const char *vals[PHOTO_KEYS_N] = {0}, *fields;
     struct nameplate_read rd;
     struct nameplate np;
     struct match m;
@@ -656,7 +657,7 @@ static int photo_edit(struct hctx *ctx, struct args *args)
 
     if (!read_arg(ctx, args, 1, "/photo edit", &rd) || !still_pending(ctx, &rd))
         return 0;
-    if (!options_ok(ctx, args, 2, keys, absorbs, (int)(sizeof(keys) / sizeof(keys[0])), vals))
+    if (!options_ok(ctx, args, 2, photo_option_keys, photo_option_absorbs, PHOTO_KEYS_N, vals))
         return 0;
     if (args->n > 2) {
         reply(ctx,
@@ -666,19 +667,19 @@ static int photo_edit(struct hctx *ctx, struct args *args)
         return 0;
     }
     fields_parse(rd.fields, &np);
-    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+    for (size_t k = 0; k < PHOTO_KEYS_N; k++) {
         if (!vals[k])
             continue;
         if (strcmp(vals[k], "-") == 0) { /* "serial=-" clears a misread */
-            np_set(&np, np_field_by_name(keys[k]), "", 0, NP_SRC_USER);
+            np_set(&np, np_field_by_name(photo_option_keys[k]), "", 0, NP_SRC_USER);
             any = true;
             continue;
         }
-        if (!field_ok(ctx, keys[k], vals[k], NP_VALUE_MAX / 2))
+        if (!field_ok(ctx, photo_option_keys[k], vals[k], NP_VALUE_MAX / 2))
             return 0;
         if (strlen(vals[k]) >= NP_VALUE_MAX) {
-            reply(ctx, "The %s is too long (at most %d bytes). Nothing was changed.", keys[k],
-                  NP_VALUE_MAX - 1);
+            reply(ctx, "The %s is too long (at most %d bytes). Nothing was changed.",
+                  photo_option_keys[k], NP_VALUE_MAX - 1);
             return 0;
         }
         if (unknown_option(vals[k])) {
@@ -689,7 +690,7 @@ static int photo_edit(struct hctx *ctx, struct args *args)
                   clip(ctx, vals[k], 60));
             return 0;
         }
-        np_set(&np, np_field_by_name(keys[k]), vals[k], 1.0f, NP_SRC_USER);
+        np_set(&np, np_field_by_name(photo_option_keys[k]), vals[k], 1.0f, NP_SRC_USER);
         any = true;
     }
     if (!any) {

@@ -246,9 +246,10 @@ static int wo_view(struct hctx *ctx, struct args *args)
     return wo_card(ctx, "🛠 ", &w);
 }
 
+const char *const wo_option_keys[1] = {"priority"};
+
 static int wo_new(struct hctx *ctx, struct args *args)
 {
-    static const char *const keys[] = {"priority"};
     const char *vals[1], *title, *priority = NULL, *number;
     struct equipment e;
     struct work_order w;
@@ -262,7 +263,7 @@ static int wo_new(struct hctx *ctx, struct args *args)
         return 0;
     }
     number = args->tok[1].text;
-    if (!options_ok(ctx, args, 2, keys, NULL, 1, vals))
+    if (!options_ok(ctx, args, 2, wo_option_keys, NULL, 1, vals))
         return 0;
     if (vals[0] && !(priority = priority_parse(vals[0]))) {
         reply(ctx, "Priority must be low, medium, high or critical.");

@@ -50,30 +50,4 @@ static inline size_t fuzz_touch(const char *s)
     return s ? strlen(s) : 0;
 }
 
-/* The option tables the handlers give args_options(): /equip add and edit
- * (handlers/equip.c), /wo new (handlers/wo.c), /photo edit
- * (handlers/photo.c). Kept in step by hand: a key missing here is only a
- * key the targets do not try. */
-static const char *const equip_keys[] = {"name",     "manufacturer", "model", "serial",
-                                         "location", "criticality",  "device"};
-static const bool equip_absorbs[] = {true, false, false, false, true, false, false};
-static const char *const wo_keys[] = {"priority"};
-static const char *const photo_keys[] = {"manufacturer",
-                                         "model",
-                                         "serial",
-                                         "volts",
-                                         "amps",
-                                         "hp",
-                                         "kw",
-                                         "rpm",
-                                         "hz",
-                                         "phase",
-                                         "frame",
-                                         "enclosure",
-                                         "service_factor",
-                                         "insulation_class",
-                                         "efficiency",
-                                         "year"};
-static const bool photo_absorbs[16] = {[0] = true};
-
 #endif

@@ -91,11 +91,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(i < args.n || rest[0] == '\0');
         }
     }
-    options(a, src, 1, equip_keys, equip_absorbs, 6);
-    options(a, src, 2, equip_keys, equip_absorbs, 7);
-    options(a, src, 2, wo_keys, NULL, 1);
-    options(a, src, 2, photo_keys, photo_absorbs, 16);
-    options(a, src, 0, photo_keys, NULL, 16);
+    options(a, src, 1, equip_option_keys, equip_option_absorbs, EQUIP_FIELDS_N);
+    options(a, src, 2, equip_option_keys, equip_option_absorbs, EQUIP_KEYS_N);
+    options(a, src, 2, wo_option_keys, NULL, 1);
+    options(a, src, 2, photo_option_keys, photo_option_absorbs, PHOTO_KEYS_N);
+    options(a, src, 0, photo_option_keys, NULL, PHOTO_KEYS_N);
 out:
     arena_free(a);
     free(src);

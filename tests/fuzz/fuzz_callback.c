@@ -47,11 +47,11 @@ static void words(struct arena *a, struct args *args)
             FUZZ_CHECK(page >= 1 && page <= 100000);
     }
     if (strcmp(args->cmd, "/equip") == 0)
-        args_options(a, args, 1, equip_keys, equip_absorbs, 7, vals, &bad);
+        args_options(a, args, 1, equip_option_keys, equip_option_absorbs, EQUIP_KEYS_N, vals, &bad);
     else if (strcmp(args->cmd, "/wo") == 0)
-        args_options(a, args, 2, wo_keys, NULL, 1, vals, &bad);
+        args_options(a, args, 2, wo_option_keys, NULL, 1, vals, &bad);
     else if (strcmp(args->cmd, "/photo") == 0)
-        args_options(a, args, 2, photo_keys, photo_absorbs, 16, vals, &bad);
+        args_options(a, args, 2, photo_option_keys, photo_option_absorbs, PHOTO_KEYS_N, vals, &bad);
     for (int i = 0; i < args->n && i < 3; i++)
         fuzz_touch(args_rest(a, args, i));
 }
